@@ -1,0 +1,152 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, django_ops.oauth_repair contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+
+class ModuleDocFragment(object):
+    # Connection options shared by every module of the collection.
+    DOCUMENTATION = r'''
+options:
+  engine:
+    description:
+      - The database engine of the Django site.
+      - C(mysql) covers MySQL 8 and MariaDB 10.5 or later; which one is told apart by the server version.
+    type: str
+    required: true
+    choices: [mysql, postgresql, sqlite]
+  login_host:
+    description:
+      - Host of the database server. Ignored for C(sqlite) and when O(login_unix_socket) is set.
+    type: str
+    default: 127.0.0.1
+  login_port:
+    description:
+      - Port of the database server. Defaults to the engine's port (3306, 5432).
+    type: int
+  login_user:
+    description:
+      - User to connect as. Defaults to C(root) for C(mysql) and to the driver's default for C(postgresql).
+    type: str
+  login_password:
+    description:
+      - Password of O(login_user). Never logged nor returned.
+    type: str
+  login_unix_socket:
+    description:
+      - Path of the server's Unix socket (C(mysql)) or of the socket directory (C(postgresql)).
+    type: str
+  db:
+    description:
+      - The Django site's database name, or for C(sqlite) the path of the existing database file (never created).
+    type: str
+    required: true
+    aliases: [database, name]
+  connect_timeout:
+    description:
+      - Seconds to wait for the connection (and, for C(sqlite), for a lock on the file).
+    type: int
+    default: 10
+  ssl_mode:
+    description:
+      - TLS mode, with libpq's names. For C(mysql), C(require) and stronger turn TLS on, C(verify-ca) checks the
+        certificate and C(verify-full) also the host name.
+    type: str
+    default: prefer
+    choices: [disable, allow, prefer, require, verify-ca, verify-full]
+  ca_cert:
+    description:
+      - CA certificate file used to verify the server's certificate.
+    type: path
+    aliases: [ssl_rootcert]
+  client_cert:
+    description:
+      - Client certificate file.
+    type: path
+    aliases: [ssl_cert]
+  client_key:
+    description:
+      - Client private key file.
+    type: path
+    aliases: [ssl_key]
+requirements:
+  - PyMySQL for O(engine=mysql).
+  - psycopg 3 for O(engine=postgresql).
+notes:
+  - Values are always sent as bound parameters; table, column and model names are validated against
+    C([A-Za-z_][A-Za-z0-9_$]*) and quoted.
+'''
+
+    # Options shared by the modules that diagnose a database.
+    DIAGNOSIS = r'''
+options:
+  application_model:
+    description:
+      - The Django model label of a swapped application model (C(OAUTH2_PROVIDER_APPLICATION_MODEL)),
+        for example C(myapp.MyApplication). Its table is C(myapp_myapplication) unless O(application_table) is set.
+    type: str
+  application_table:
+    description:
+      - Table of O(application_model) when it sets its own C(db_table).
+    type: str
+  access_token_model:
+    description: Label of a swapped access token model (C(OAUTH2_PROVIDER_ACCESS_TOKEN_MODEL)).
+    type: str
+  refresh_token_model:
+    description: Label of a swapped refresh token model (C(OAUTH2_PROVIDER_REFRESH_TOKEN_MODEL)).
+    type: str
+  id_token_model:
+    description: Label of a swapped ID token model (C(OAUTH2_PROVIDER_ID_TOKEN_MODEL)).
+    type: str
+  grant_model:
+    description: Label of a swapped grant model (C(OAUTH2_PROVIDER_GRANT_MODEL)).
+    type: str
+  swapped_initial_migration:
+    description:
+      - Name of the migration of the swapped model's app that creates the model (and runs before
+        C(oauth2_provider.0001_initial)).
+    type: str
+    default: 0001_initial
+  user_table:
+    description:
+      - Table of C(AUTH_USER_MODEL). Found from DOT's foreign keys when omitted, else C(auth_user).
+    type: str
+  natural_pk_tables:
+    description:
+      - Tables of the user's own schema to check for a natural (non-integer) primary key referenced by other
+        tables, such as an M2M pivot table (finding C(natural_pk_referenced)).
+    type: list
+    elements: str
+    default: []
+  target_engines:
+    description:
+      - Engines the database must also be portable to. With C(mssql), nullable UNIQUE columns are reported
+        (finding C(nullable_unique_mssql)).
+    type: list
+    elements: str
+    choices: [mssql]
+    default: []
+  exact_count_limit:
+    description:
+      - Tables whose estimated row count is above this are reported with the estimate (C(rows_exact=false))
+        instead of an exact C(COUNT(*)).
+    type: int
+    default: 2000000
+  checksum_full_check_limit:
+    description:
+      - Up to this many rows, every token's checksum is compared with sha256 of the token in SQL; above it, a
+        sample of O(checksum_sample_size) rows is checked and the result says C(method=sample).
+    type: int
+    default: 250000
+  checksum_sample_size:
+    description: Rows checked when the checksum check samples.
+    type: int
+    default: 20000
+  preupgrade_min_rows:
+    description:
+      - Access token tables at migration 0011 with at least this many rows get the C(token_checksum_preupgrade)
+        advice.
+    type: int
+    default: 10000
+'''

@@ -1,0 +1,118 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, django_ops.oauth_repair contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every dialect provides: identifier handling, introspection, SQL builders.
+
+A dialect never pastes a value into SQL: values are bound parameters (``%s``).
+Identifiers (table, column, index, constraint names) cannot be bound, so they
+are validated against a strict pattern and quoted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
+
+IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
+
+
+def version_tuple(text):
+    nums = re.findall(r"\d+", text or "")
+    return tuple(int(n) for n in nums[:3]) if nums else (0,)
+
+
+class BaseDialect(object):
+    engine = None
+    vendor = None
+    quote_char = '"'
+    max_name_length = 200
+    minimum_version = (0,)
+    #: integers: normalised name -> DDL spelling
+    integer_ddl = {"int": "integer", "bigint": "bigint", "smallint": "smallint"}
+
+    def __init__(self, server_version):
+        self.server_version = server_version
+        self.version = version_tuple(server_version)
+
+    # -- identifiers -------------------------------------------------------
+    def validate_identifier(self, name, what="identifier"):
+        if not isinstance(name, str) or not IDENTIFIER.match(name) or len(name) > self.max_name_length:
+            raise OAuthRepairError(
+                "refusing %s %r: only letters, digits, '_' and '$' (not first) are accepted, at most %d characters"
+                % (what, name, self.max_name_length),
+                obj=str(name), fix="check the table/column/model names given to the module")
+        return name
+
+    def quote(self, name):
+        self.validate_identifier(name)
+        return "%s%s%s" % (self.quote_char, name, self.quote_char)
+
+    def quote_list(self, names):
+        return ", ".join(self.quote(n) for n in names)
+
+    # -- Django's naming of indexes and constraints ----------------------
+    def django_index_name(self, table, columns, suffix=""):
+        """The name Django's schema editor gives an index/constraint (``_create_index_name``)."""
+        h = hashlib.md5(usedforsecurity=False) if _md5_kw() else hashlib.md5()  # nosec - a name, not security
+        for part in [table] + list(columns):
+            h.update(part.encode())
+        hash_suffix = "%s%s" % (h.hexdigest()[:8], suffix)
+        max_length = self.max_name_length
+        name = "%s_%s_%s" % (table, "_".join(columns), hash_suffix)
+        if len(name) <= max_length:
+            return name
+        if len(hash_suffix) > max_length / 3:
+            hash_suffix = hash_suffix[:max_length // 3]
+        other = (max_length - len(hash_suffix)) // 2 - 1
+        name = "%s_%s_%s" % (table[:other], "_".join(columns)[:other], hash_suffix)
+        if name[0] == "_" or name[0].isdigit():
+            name = "D%s" % name[:-1]
+        return name
+
+    def django_fk_name(self, table, column, ref_table, ref_column):
+        return self.django_index_name(table, [column], suffix="_fk_%s_%s" % (ref_table, ref_column))
+
+    # -- introspection (implemented per engine) ----------------------------
+    def list_tables(self, conn):
+        raise NotImplementedError
+
+    def load_tables(self, conn, names):
+        """Return {name: catalog.Table} for the existing tables among ``names``."""
+        raise NotImplementedError
+
+    def referencing_foreign_keys(self, conn, table):
+        """Foreign keys of any table of the database that reference ``table``."""
+        raise NotImplementedError
+
+    def estimated_rows(self, conn, tables):
+        """{table: estimated row count or None} from statistics, without scanning."""
+        return dict((t, None) for t in tables)
+
+    def exact_rows(self, conn, table):
+        return conn.scalar("SELECT COUNT(*) FROM %s" % self.quote(table))
+
+    # -- SQL expressions -----------------------------------------------------
+    def sha256_hex(self, expr):
+        """SQL expression: lowercase hex sha256 of the UTF-8 bytes of a text expression."""
+        raise NotImplementedError
+
+    def limit(self, n):
+        return "LIMIT %d" % int(n)
+
+    def check_version(self):
+        """Raise when the server is older than the dialect supports."""
+        if self.version < self.minimum_version:
+            raise OAuthRepairError(
+                "%s %s is not supported (needs %s or later)" % (
+                    self.vendor, self.server_version, ".".join(str(x) for x in self.minimum_version)),
+                obj="server", fix="upgrade the database server")
+
+
+def _md5_kw():
+    try:
+        hashlib.md5(usedforsecurity=False)
+        return True
+    except TypeError:  # pragma: no cover - Python < 3.9
+        return False

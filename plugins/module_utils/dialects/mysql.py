@@ -1,0 +1,165 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, django_ops.oauth_repair contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""MySQL 8 and MariaDB >= 10.5, told apart by the server version string."""
+
+from __future__ import annotations
+
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.catalog import (
+    Column, ForeignKey, Index, Table)
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import BaseDialect
+
+_TEXT_TYPES = ("tinytext", "text", "mediumtext", "longtext")
+
+
+def _placeholders(n):
+    return ", ".join(["%s"] * n)
+
+
+class MySQLDialect(BaseDialect):
+    engine = "mysql"
+    vendor = "mysql"
+    quote_char = "`"
+    max_name_length = 64
+    minimum_version = (8, 0)
+    integer_ddl = {"int": "integer", "bigint": "bigint", "smallint": "smallint"}
+
+    # -- introspection -------------------------------------------------------
+    def list_tables(self, conn):
+        rows = conn.query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_TYPE = 'BASE TABLE' ORDER BY TABLE_NAME")
+        return [r[0] for r in rows]
+
+    def normalize_type(self, data_type, column_type, char_len, num_prec, num_scale):
+        dt = (data_type or "").lower()
+        ct = (column_type or "").lower()
+        unsigned = " unsigned" if "unsigned" in ct else ""
+        if dt in ("int", "integer"):
+            return "int" + unsigned
+        if dt in ("bigint", "smallint", "mediumint"):
+            return dt + unsigned
+        if dt == "tinyint":
+            return "bool" if ct.startswith("tinyint(1)") else "tinyint" + unsigned
+        if dt in ("varchar", "char"):
+            return "%s(%s)" % (dt, char_len)
+        if dt in _TEXT_TYPES:
+            return "text"
+        if dt in ("datetime", "timestamp"):
+            return "datetime"
+        if dt == "decimal":
+            return "decimal(%s,%s)" % (num_prec, num_scale)
+        if dt in ("double", "float", "real"):
+            return "double" if dt != "float" else "float"
+        if dt == "json":
+            return "json"
+        return dt
+
+    @staticmethod
+    def _default(value):
+        if value is None:
+            return None
+        if value == "NULL":  # MariaDB spells a NULL default this way
+            return None
+        if len(value) >= 2 and value[0] == "'" and value[-1] == "'":
+            return value[1:-1].replace("''", "'")
+        return value
+
+    def load_tables(self, conn, names):
+        names = [self.validate_identifier(n, "table name") for n in names]
+        if not names:
+            return {}
+        ph = _placeholders(len(names))
+        tables = {}
+        rows = conn.query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME IN (%s)" % ph, names)
+        for (name,) in rows:
+            tables[name] = Table(name=name)
+        if not tables:
+            return tables
+        for (tname, cname, dt, ct, clen, nprec, nscale, nullable, default, extra, charset) in conn.query(
+                "SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, CHARACTER_MAXIMUM_LENGTH, "
+                "NUMERIC_PRECISION, NUMERIC_SCALE, IS_NULLABLE, COLUMN_DEFAULT, EXTRA, CHARACTER_SET_NAME "
+                "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (%s) "
+                "ORDER BY TABLE_NAME, ORDINAL_POSITION" % ph, names):
+            tables[tname].columns.append(Column(
+                name=cname,
+                type=self.normalize_type(dt, ct, clen, nprec, nscale),
+                raw_type=ct,
+                nullable=(nullable == "YES"),
+                default=self._default(default),
+                auto_increment="auto_increment" in (extra or "").lower(),
+                charset=charset,
+            ))
+        indexes = {}
+        for (tname, iname, non_unique, seq, cname) in conn.query(
+                "SELECT TABLE_NAME, INDEX_NAME, NON_UNIQUE, SEQ_IN_INDEX, COLUMN_NAME "
+                "FROM information_schema.STATISTICS WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (%s) "
+                "ORDER BY TABLE_NAME, INDEX_NAME, SEQ_IN_INDEX" % ph, names):
+            key = (tname, iname)
+            if key not in indexes:
+                indexes[key] = Index(name=iname, table=tname, columns=[], unique=not int(non_unique),
+                                     primary=(iname == "PRIMARY"), constraint=False)
+            indexes[key].columns.append(cname)
+        constraints = set(conn.query(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND CONSTRAINT_TYPE IN ('UNIQUE', 'PRIMARY KEY') "
+            "AND TABLE_NAME IN (%s)" % ph, names))
+        for key, idx in indexes.items():
+            idx.constraint = key in constraints
+            tables[idx.table].indexes.append(idx)
+            if idx.primary:
+                tables[idx.table].primary_key = list(idx.columns)
+        for fk in self._foreign_keys(conn, "TABLE_NAME", names):
+            tables[fk.table].foreign_keys.append(fk)
+        return tables
+
+    def _foreign_keys(self, conn, column, values):
+        ph = _placeholders(len(values))
+        fks = {}
+        for (tname, cname, col, rtable, rcol, delete_rule, update_rule) in conn.query(
+                "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
+                "k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, r.UPDATE_RULE "
+                "FROM information_schema.KEY_COLUMN_USAGE k "
+                "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
+                "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
+                "AND r.TABLE_NAME = k.TABLE_NAME "
+                "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL "
+                "AND k.%s IN (%s) ORDER BY k.TABLE_NAME, k.CONSTRAINT_NAME, k.ORDINAL_POSITION" % (column, ph),
+                values):
+            key = (tname, cname)
+            if key not in fks:
+                fks[key] = ForeignKey(name=cname, table=tname, columns=[], ref_table=rtable, ref_columns=[],
+                                      on_delete=delete_rule, on_update=update_rule)
+            fks[key].columns.append(col)
+            fks[key].ref_columns.append(rcol)
+        return list(fks.values())
+
+    def referencing_foreign_keys(self, conn, table):
+        return self._foreign_keys(conn, "REFERENCED_TABLE_NAME", [self.validate_identifier(table)])
+
+    def estimated_rows(self, conn, tables):
+        if not tables:
+            return {}
+        rows = conn.query(
+            "SELECT TABLE_NAME, TABLE_ROWS FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() "
+            "AND TABLE_NAME IN (%s)" % _placeholders(len(tables)), list(tables))
+        return dict((t, int(n) if n is not None else None) for t, n in rows)
+
+    # -- SQL expressions -----------------------------------------------------
+    def sha256_hex(self, expr):
+        # SHA2 hashes the bytes of its argument in the argument's character set:
+        # convert first so that a latin1 (or any) column hashes like Python's .encode('utf-8').
+        return "LOWER(SHA2(CONVERT(%s USING utf8mb4), 256))" % expr
+
+
+class MariaDBDialect(MySQLDialect):
+    vendor = "mariadb"
+    minimum_version = (10, 5)
+
+    def normalize_type(self, data_type, column_type, char_len, num_prec, num_scale):
+        if (data_type or "").lower() == "uuid":
+            return "uuid"
+        return super(MariaDBDialect, self).normalize_type(data_type, column_type, char_len, num_prec, num_scale)
+

@@ -1,0 +1,135 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, django_ops.oauth_repair contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""PostgreSQL >= 12, through psycopg 3. Tables are looked up in ``current_schema()``."""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.catalog import (
+    Column, ForeignKey, Index, Table)
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import BaseDialect
+
+_FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
+
+_TYPES = {
+    "integer": "int", "bigint": "bigint", "smallint": "smallint", "text": "text", "uuid": "uuid",
+    "boolean": "bool", "jsonb": "json", "json": "json", "date": "date", "double precision": "double",
+    "real": "float", "timestamp with time zone": "datetime", "timestamp without time zone": "datetime",
+    "time without time zone": "time", "inet": "inet", "bytea": "bytes",
+}
+
+
+class PostgreSQLDialect(BaseDialect):
+    engine = "postgresql"
+    vendor = "postgresql"
+    quote_char = '"'
+    max_name_length = 63
+    minimum_version = (12,)
+
+    def normalize_type(self, formatted):
+        t = (formatted or "").lower()
+        if t in _TYPES:
+            return _TYPES[t]
+        m = re.match(r"^character varying\((\d+)\)$", t)
+        if m:
+            return "varchar(%s)" % m.group(1)
+        if t == "character varying":
+            return "text"
+        m = re.match(r"^character\((\d+)\)$", t)
+        if m:
+            return "char(%s)" % m.group(1)
+        m = re.match(r"^numeric\((\d+),(\d+)\)$", t)
+        if m:
+            return "decimal(%s,%s)" % m.groups()
+        if t.startswith("timestamp"):
+            return "datetime"
+        return t
+
+    def list_tables(self, conn):
+        return [r[0] for r in conn.query(
+            "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() ORDER BY c.relname")]
+
+    def load_tables(self, conn, names):
+        names = [self.validate_identifier(n, "table name") for n in names]
+        if not names:
+            return {}
+        tables = {}
+        rows = conn.query(
+            "SELECT c.oid, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE c.relkind IN ('r', 'p') AND n.nspname = current_schema() AND c.relname = ANY(%s)", [names])
+        oids = {}
+        for oid, name in rows:
+            tables[name] = Table(name=name)
+            oids[oid] = name
+        if not tables:
+            return tables
+        oid_list = list(oids)
+        for (relid, attname, ftype, notnull, default, identity) in conn.query(
+                "SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod), a.attnotnull, "
+                "pg_get_expr(d.adbin, d.adrelid), a.attidentity "
+                "FROM pg_attribute a LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum "
+                "WHERE a.attrelid = ANY(%s) AND a.attnum > 0 AND NOT a.attisdropped "
+                "ORDER BY a.attrelid, a.attnum", [oid_list]):
+            auto = bool(identity) or (default or "").startswith("nextval(")
+            tables[oids[relid]].columns.append(Column(
+                name=attname, type=self.normalize_type(ftype), raw_type=ftype, nullable=not notnull,
+                default=None if identity else default, auto_increment=auto))
+        for (relid, iname, unique, primary, cols, pred, is_constraint) in conn.query(
+                "SELECT i.indrelid, ic.relname, i.indisunique, i.indisprimary, "
+                "ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord) "
+                "      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord), "
+                "pg_get_expr(i.indpred, i.indrelid), "
+                "EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid "
+                "        AND con.contype IN ('p', 'u')) "
+                "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
+                "WHERE i.indrelid = ANY(%s) ORDER BY i.indrelid, ic.relname", [oid_list]):
+            idx = Index(name=iname, table=oids[relid], columns=list(cols), unique=unique, primary=primary,
+                        partial=pred is not None, where=pred, constraint=is_constraint)
+            tables[oids[relid]].indexes.append(idx)
+            if primary:
+                tables[oids[relid]].primary_key = list(cols)
+        for fk in self._foreign_keys(conn, "con.conrelid", oid_list):
+            tables[fk.table].foreign_keys.append(fk)
+        return tables
+
+    def _foreign_keys(self, conn, column, oids):
+        fks = []
+        for (name, table, cols, rtable, rcols, deltype, updtype, deferrable) in conn.query(
+                "SELECT con.conname, t.relname, "
+                "ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord) "
+                "      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord), "
+                "r.relname, "
+                "ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord) "
+                "      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord), "
+                "con.confdeltype, con.confupdtype, con.condeferrable "
+                "FROM pg_constraint con JOIN pg_class t ON t.oid = con.conrelid "
+                "JOIN pg_class r ON r.oid = con.confrelid "
+                "WHERE con.contype = 'f' AND %s = ANY(%%s) ORDER BY t.relname, con.conname" % column, [oids]):
+            fks.append(ForeignKey(name=name, table=table, columns=list(cols), ref_table=rtable,
+                                  ref_columns=list(rcols), on_delete=_FK_ACTIONS.get(deltype, deltype),
+                                  on_update=_FK_ACTIONS.get(updtype, updtype), deferrable=bool(deferrable)))
+        return fks
+
+    def referencing_foreign_keys(self, conn, table):
+        self.validate_identifier(table)
+        oid = conn.scalar(
+            "SELECT c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relname = %s", [table])
+        if oid is None:
+            return []
+        return self._foreign_keys(conn, "con.confrelid", [oid])
+
+    def estimated_rows(self, conn, tables):
+        if not tables:
+            return {}
+        rows = conn.query(
+            "SELECT c.relname, c.reltuples::bigint FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)", [list(tables)])
+        # reltuples is -1 for a table never vacuumed/analysed: unknown.
+        return dict((t, int(n) if n is not None and n >= 0 else None) for t, n in rows)
+
+    def sha256_hex(self, expr):
+        return "encode(sha256(convert_to(%s, 'UTF8')), 'hex')" % expr

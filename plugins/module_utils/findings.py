@@ -1,0 +1,386 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, django_ops.oauth_repair contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The catalogue of known breakages and the detectors that find them in a live database.
+
+Every finding has a stable ``code`` (documented in docs/findings.md), a
+``severity`` (fatal: Django's migrate or DOT itself fails; error: data or
+behaviour is wrong; warning: works today, breaks later; info: advice), the
+``objects`` involved (``table`` or ``table.column``), the ``seed`` report it
+corresponds to and the ``repair`` that fixes it.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import asdict, dataclass, field
+from typing import Dict, List
+
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot
+
+SEVERITIES = ("fatal", "error", "warning", "info")
+
+#: code -> (seed, repair, title)
+CATALOGUE = {
+    "int_width_mismatch": ("000", "widen_integer_keys",
+                           "a primary key and the columns that reference it have different integer widths"),
+    "migration_half_applied": ("000", "complete_migration",
+                               "a DOT migration is half-applied: recorded without its objects, or its objects "
+                               "exist without the record"),
+    "missing_timestamp_columns": ("000", "add_timestamp_columns",
+                                  "DOT tables lack the created/updated columns DOT's models define"),
+    "migration_stale_names": ("000", "clean_migration_history",
+                              "django_migrations holds oauth2_provider names from before DOT 1.3's squash"),
+    "migration_unknown_names": ("000", None,
+                                "django_migrations holds oauth2_provider names this collection does not know"),
+    "token_checksum_empty": ("004", "backfill_token_checksum", "tokens whose token_checksum is ''"),
+    "token_checksum_null": ("004", "backfill_token_checksum", "tokens whose token_checksum is NULL"),
+    "token_checksum_duplicate": ("004", "report_checksum_duplicates",
+                                 "token_checksum values that occur more than once"),
+    "token_checksum_mismatch": ("004", "backfill_token_checksum",
+                                "token_checksum is not the sha256 of the token"),
+    "token_checksum_unique_missing": ("004", "create_checksum_unique_index",
+                                      "token_checksum lacks the unique index DOT's migration creates"),
+    "token_checksum_preupgrade": ("004", "preupgrade_token_checksum",
+                                  "DOT's 0012 backfill has yet to run on a large table; do it online first"),
+    "swapped_model_inconsistent_history": ("001", "record_swapped_initial_migration",
+                                           "the swapped model's initial migration is not recorded although "
+                                           "oauth2_provider.0001_initial is: InconsistentMigrationHistory"),
+    "swapped_model_table_missing": ("001", "swap_application_model",
+                                    "the swapped model's table does not exist"),
+    "swapped_model_stale_fk": ("001", "swap_application_model",
+                               "foreign keys still point at the table of the model that was swapped out"),
+    "nullable_unique_mssql": ("002", "filtered_unique_index",
+                              "nullable columns under a UNIQUE constraint: SQL Server treats their NULLs as equal"),
+    "natural_pk_referenced": ("003", "surrogate_pk",
+                              "a natural (non-integer) primary key is referenced by other tables"),
+}
+
+
+@dataclass
+class Finding:
+    code: str
+    severity: str
+    message: str
+    objects: List[str] = field(default_factory=list)
+    details: Dict = field(default_factory=dict)
+
+    def to_dict(self):
+        seed, repair, title = CATALOGUE[self.code]
+        d = asdict(self)
+        d.update(title=title, seed=seed, repair=repair)
+        return d
+
+
+def _col(table, column):
+    return "%s.%s" % (table, column)
+
+
+class Detector(object):
+    """Runs every detector over a :class:`~.diagnosis.Snapshot`-like context."""
+
+    def __init__(self, ctx):
+        self.ctx = ctx
+        self.conn = ctx.conn
+        self.dialect = ctx.conn.dialect
+        self.models = ctx.models
+        self.tables = ctx.tables
+        self.findings = []
+
+    def add(self, code, severity, message, objects=(), **details):
+        self.findings.append(Finding(code=code, severity=severity, message=message,
+                                     objects=list(objects), details=details))
+
+    def run(self):
+        self.int_width_mismatch()
+        self.missing_timestamp_columns()
+        self.migrations()
+        self.token_checksums()
+        self.swapped_models()
+        self.nullable_unique()
+        self.natural_pks()
+        order = dict((s, i) for i, s in enumerate(SEVERITIES))
+        self.findings.sort(key=lambda f: (order[f.severity], f.code, f.objects))
+        return self.findings
+
+    # -- seed 000 ------------------------------------------------------------
+    def _table_of(self, key):
+        return self.tables.get(self.models.table(key)) if self.models.table(key) else None
+
+    def int_width_mismatch(self):
+        if self.conn.engine == "sqlite":
+            return  # every SQLite integer is 64-bit: Django's "integer" PK and "bigint" FK agree
+        by_pk = {}
+        seen = set()
+
+        def consider(table, column, target_table, fk_name, expected_fk):
+            tcol = table.column(column)
+            if tcol is None or target_table is None or len(target_table.primary_key) != 1:
+                return
+            pk = target_table.column(target_table.primary_key[0])
+            if tcol.integer_size is None or pk.integer_size is None or tcol.type == pk.type:
+                return
+            key = (table.name, column)
+            if key in seen:
+                return
+            seen.add(key)
+            by_pk.setdefault((target_table.name, pk.name, pk.type), []).append(dict(
+                table=table.name, column=column, type=tcol.type, foreign_key=fk_name,
+                fk_missing=fk_name is None and expected_fk))
+
+        for model, relations in dot.RELATIONS.items():
+            table = self._table_of(model)
+            if table is None:
+                continue
+            for column, target in relations.items():
+                target_table = self.tables.get(self.models.table(target)) if self.models.table(target) else None
+                fks = table.fk_on(column)
+                if fks:
+                    for fk in fks:
+                        consider(table, column, self.tables.get(fk.ref_table) or self.ctx.load(fk.ref_table),
+                                 fk.name, True)
+                else:
+                    consider(table, column, target_table, None, True)
+        # foreign keys of any other table of the database that reference a DOT table
+        for fk in self.ctx.external_references():
+            src = self.ctx.load(fk.table)
+            if src is not None and len(fk.columns) == 1:
+                consider(src, fk.columns[0], self.tables.get(fk.ref_table), fk.name, True)
+        for (ptable, pcol, ptype), refs in sorted(by_pk.items()):
+            missing_fk = [r for r in refs if r["fk_missing"]]
+            if self.conn.engine == "mysql":
+                severity = "fatal" if missing_fk else "error"
+                effect = ("InnoDB refuses a foreign key between integers of different widths, so DOT's "
+                          "migrations that create one die half-way")
+            else:
+                severity = "warning"
+                effect = ("PostgreSQL accepts the mismatch silently; inserts fail once ids pass the narrower "
+                          "type's maximum")
+            self.add("int_width_mismatch", severity,
+                     "%s.%s is %s while %s reference it: %s" % (
+                         ptable, pcol, ptype,
+                         ", ".join("%s.%s (%s)" % (r["table"], r["column"], r["type"]) for r in refs), effect),
+                     [_col(ptable, pcol)] + [_col(r["table"], r["column"]) for r in refs],
+                     primary_key=dict(table=ptable, column=pcol, type=ptype), referencing=refs,
+                     target_type="bigint")
+
+    def missing_timestamp_columns(self):
+        missing = []
+        for model in dot.TIMESTAMPED:
+            table = self._table_of(model)
+            if table is None:
+                continue
+            for column in ("created", "updated"):
+                if not table.has_column(column):
+                    missing.append(_col(table.name, column))
+        if missing:
+            self.add("missing_timestamp_columns", "fatal",
+                     "DOT's models select %s, which do not exist: every query on these models fails with "
+                     "'Unknown column'" % ", ".join(missing), missing, columns=missing)
+
+    def migrations(self):
+        state = self.ctx.migration_state
+        for entry in state["state"]:
+            if entry["status"] in ("half_applied", "unrecorded_complete", "recorded_missing_objects"):
+                recorded = entry["recorded"]
+                if recorded:
+                    msg = ("oauth2_provider.%s is recorded as applied but %s missing" %
+                           (entry["name"], ", ".join(entry["missing"])))
+                    severity = "fatal"
+                else:
+                    msg = ("oauth2_provider.%s is not recorded but %s already exist%s" % (
+                        entry["name"], ", ".join(entry["present"]),
+                        (" (missing: %s)" % ", ".join(entry["missing"])) if entry["missing"] else ""))
+                    severity = "fatal"
+                self.add("migration_half_applied", severity, msg,
+                         ["oauth2_provider.%s" % entry["name"]] + (entry["missing"] if recorded else entry["present"]),
+                         migration=entry["name"], recorded=recorded, present=entry["present"],
+                         missing=entry["missing"])
+        if state["stale"]:
+            self.add("migration_stale_names", "warning",
+                     "django_migrations records oauth2_provider migrations squashed away in DOT 1.3: %s"
+                     % ", ".join(state["stale"]),
+                     ["django_migrations"], names=state["stale"])
+        if state["unknown"]:
+            self.add("migration_unknown_names", "info",
+                     "django_migrations records oauth2_provider migrations unknown to this collection "
+                     "(a newer DOT?): %s" % ", ".join(state["unknown"]), ["django_migrations"],
+                     names=state["unknown"])
+
+    # -- seed 004 ------------------------------------------------------------
+    def token_checksums(self):
+        applied = set(self.ctx.migration_state["applied"])
+        for model, migration, unique_cols in dot.CHECKSUMS:
+            table = self._table_of(model)
+            if table is None:
+                continue
+            if not table.has_column("token_checksum"):
+                idx = dot.MIGRATION_NAMES.index(migration)
+                previous = dot.MIGRATION_NAMES[idx - 1]
+                if (model == "accesstoken" and migration not in applied and previous in applied
+                        and (table.rows or 0) >= self.ctx.options.get("preupgrade_min_rows", 10000)):
+                    self.add("token_checksum_preupgrade", "info",
+                             "%s holds %s rows and %s has not run: DOT's own migration backfills them row "
+                             "by row under a lock; run the online pre-upgrade first" % (
+                                 table.name, table.rows, migration),
+                             [table.name], rows=table.rows, migration=migration)
+                continue
+            self._checksum_table(table, migration, unique_cols, migration in applied)
+
+    def _checksum_table(self, table, migration, unique_cols, recorded):
+        q = self.dialect.quote
+        t, c, tok = q(table.name), q("token_checksum"), q("token")
+        total, nulls, empties = self.conn.query_one(
+            "SELECT COUNT(*), COALESCE(SUM(CASE WHEN %s IS NULL THEN 1 ELSE 0 END), 0), "
+            "COALESCE(SUM(CASE WHEN %s = '' THEN 1 ELSE 0 END), 0) FROM %s" % (c, c, t))
+        total, nulls, empties = int(total), int(nulls), int(empties)
+        obj = _col(table.name, "token_checksum")
+        if empties:
+            self.add("token_checksum_empty", "error",
+                     "%d of %d rows of %s have token_checksum '' (they no longer authenticate, and the "
+                     "duplicates of '' block the unique index)" % (empties, total, table.name),
+                     [obj], rows=empties, total=total, migration=migration)
+        if nulls:
+            self.add("token_checksum_null", "error",
+                     "%d of %d rows of %s have a NULL token_checksum (an interrupted backfill?)" % (
+                         nulls, total, table.name), [obj], rows=nulls, total=total, migration=migration)
+        has_unique = bool(table.unique_on(list(unique_cols)))
+        if not has_unique:
+            cols = [q(x) for x in unique_cols]
+            not_null = " AND ".join("%s IS NOT NULL" % x for x in cols)
+            groups = self.conn.query(
+                "SELECT %s, COUNT(*) FROM %s WHERE %s AND %s <> '' GROUP BY %s HAVING COUNT(*) > 1 "
+                "ORDER BY COUNT(*) DESC %s" % (", ".join(cols), t, not_null, c, ", ".join(cols),
+                                                self.dialect.limit(20)))
+            if groups:
+                dup_groups = self.conn.scalar(
+                    "SELECT COUNT(*) FROM (SELECT %s FROM %s WHERE %s AND %s <> '' GROUP BY %s "
+                    "HAVING COUNT(*) > 1) d" % (", ".join(cols), t, not_null, c, ", ".join(cols)))
+                self.add("token_checksum_duplicate", "error",
+                         "%d token_checksum value(s) of %s occur more than once; the unique index cannot be "
+                         "built until they are resolved" % (dup_groups, table.name), [obj],
+                         groups=int(dup_groups), examples=[dict(checksum=g[0], rows=int(g[-1])) for g in groups])
+            self.add("token_checksum_unique_missing", "fatal" if recorded else "error",
+                     "%s has no unique index on (%s)%s" % (
+                         table.name, ", ".join(unique_cols),
+                         " although %s is recorded as applied" % migration if recorded else
+                         " (%s is half-applied)" % migration),
+                     [obj], columns=list(unique_cols), migration=migration)
+        self._checksum_mismatch(table, total, migration)
+
+    def _checksum_mismatch(self, table, total, migration):
+        q = self.dialect.quote
+        t, c, tok = q(table.name), q("token_checksum"), q("token")
+        pk = q(table.primary_key[0]) if len(table.primary_key) == 1 else None
+        limit = int(self.ctx.options.get("checksum_full_check_limit", 250000))
+        sample = int(self.ctx.options.get("checksum_sample_size", 20000))
+        cond = "%s <> '' AND %s IS NOT NULL AND %s <> '' AND %s <> %s" % (
+            tok, c, c, c, self.dialect.sha256_hex(tok))
+        if total <= limit or pk is None:
+            method = "full"
+            checked = total
+            bad = int(self.conn.scalar("SELECT COUNT(*) FROM %s WHERE %s" % (t, cond)))
+            examples = [r[0] for r in self.conn.query(
+                "SELECT %s FROM %s WHERE %s %s" % (pk or c, t, cond, self.dialect.limit(5)))] if bad else []
+        else:
+            method = "sample"
+            lo, hi = self.conn.query_one("SELECT MIN(%s), MAX(%s) FROM %s" % (pk, pk, t))
+            chunks = 10
+            per = max(1, sample // chunks)
+            rng = random.Random(hash(table.name))
+            bad, checked, examples = 0, 0, []
+            for _ in range(chunks):
+                start = rng.randint(int(lo), int(hi))
+                rows = self.conn.query(
+                    "SELECT %s, CASE WHEN %s THEN 1 ELSE 0 END FROM %s WHERE %s >= %%s ORDER BY %s %s" % (
+                        pk, cond, t, pk, pk, self.dialect.limit(per)), [start])
+                checked += len(rows)
+                for row_id, is_bad in rows:
+                    if is_bad:
+                        bad += 1
+                        if len(examples) < 5:
+                            examples.append(row_id)
+        self.ctx.checksum_checks[table.name] = dict(method=method, rows_checked=checked, mismatches=bad)
+        if bad:
+            self.add("token_checksum_mismatch", "error",
+                     "%d row(s) of %s (%s check of %d rows) have a token_checksum that is not sha256(token): "
+                     "those tokens do not authenticate" % (bad, table.name, method, checked),
+                     [_col(table.name, "token_checksum")], rows=bad, method=method, rows_checked=checked,
+                     example_ids=examples, migration=migration)
+
+    # -- seed 001 ------------------------------------------------------------
+    def swapped_models(self):
+        applied = set(self.ctx.migration_state["applied"])
+        for key in self.models.swapped_keys():
+            new_table = self.models.table(key)
+            old_table = self.models.default_table(key)
+            label = self.models.labels[key]
+            app_label = self.models.app_label(key)
+            initial = self.ctx.options.get("swapped_initial_migration") or "0001_initial"
+            if new_table not in self.tables:
+                self.add("swapped_model_table_missing", "fatal",
+                         "%s is swapped to %s but its table %s does not exist" % (key, label, new_table),
+                         [new_table], model=label, table=new_table, old_table=old_table)
+            recorded = set(self.ctx.migration_rows_for(app_label))
+            if "0001_initial" in applied and initial not in recorded:
+                self.add("swapped_model_inconsistent_history", "fatal",
+                         "oauth2_provider.0001_initial is applied but %s.%s (which must run before it) is not: "
+                         "Django raises InconsistentMigrationHistory" % (app_label, initial),
+                         ["django_migrations", "%s.%s" % (app_label, initial)],
+                         app=app_label, migration=initial, model=label)
+            stale = []
+            for fk in self.ctx.references_to(old_table):
+                if fk.table in (old_table, new_table):
+                    continue
+                stale.append(dict(table=fk.table, columns=fk.columns, name=fk.name, ref_table=fk.ref_table))
+            if stale and old_table != new_table:
+                self.add("swapped_model_stale_fk", "fatal",
+                         "%d foreign key(s) still reference %s instead of %s: %s" % (
+                             len(stale), old_table, new_table,
+                             ", ".join("%s.%s" % (s["table"], ",".join(s["columns"])) for s in stale)),
+                         [old_table] + ["%s.%s" % (s["table"], s["columns"][0]) for s in stale],
+                         foreign_keys=stale, old_table=old_table, new_table=new_table)
+
+    # -- seed 002 ------------------------------------------------------------
+    def nullable_unique(self):
+        targets = set(self.ctx.options.get("target_engines") or [])
+        if "mssql" not in targets and self.conn.engine != "mssql":
+            return
+        objs, details = [], []
+        for table in sorted(self.tables.values(), key=lambda x: x.name):
+            for idx in table.indexes:
+                if not idx.unique or idx.primary or idx.partial:
+                    continue
+                nullable = [c for c in idx.columns if table.column(c) is not None and table.column(c).nullable]
+                if nullable:
+                    objs.extend(_col(table.name, c) for c in nullable)
+                    details.append(dict(table=table.name, index=idx.name, columns=idx.columns, nullable=nullable))
+        if objs:
+            self.add("nullable_unique_mssql", "error" if self.conn.engine == "mssql" else "info",
+                     "SQL Server treats NULLs as equal under UNIQUE: %s would allow one NULL only; they need "
+                     "filtered unique indexes (WHERE col IS NOT NULL)" % ", ".join(objs), objs, indexes=details)
+
+    # -- seed 003 ------------------------------------------------------------
+    def natural_pks(self):
+        for name in self.ctx.options.get("natural_pk_tables") or []:
+            table = self.ctx.load(name)
+            if table is None or len(table.primary_key) != 1:
+                continue
+            pk = table.column(table.primary_key[0])
+            if pk.integer_size is not None:
+                continue
+            refs = [fk for fk in self.dialect.referencing_foreign_keys(self.conn, name) if fk.table != name]
+            if not refs:
+                continue
+            pivots = []
+            for fk in refs:
+                src = self.ctx.load(fk.table)
+                if src is not None and len(src.foreign_keys) == 2 and len(src.columns) == 3:
+                    pivots.append(fk.table)
+            self.add("natural_pk_referenced", "warning",
+                     "%s's primary key %s is a %s referenced by %s; replacing it needs every referencing "
+                     "column rewritten" % (name, pk.name, pk.type,
+                                          ", ".join("%s.%s" % (f.table, f.columns[0]) for f in refs)),
+                     [_col(name, pk.name)] + [_col(f.table, f.columns[0]) for f in refs],
+                     table=name, primary_key=pk.name, type=pk.type, pivot_tables=sorted(set(pivots)),
+                     referencing=[dict(table=f.table, columns=f.columns, name=f.name) for f in refs])
