@@ -40,6 +40,7 @@ except ImportError:  # pragma: no cover - depends on the host
 import sqlite3
 
 ENGINES = ("mysql", "postgresql", "sqlite")
+DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
 
 
 def connection_argument_spec():
@@ -137,7 +138,7 @@ def _where(params):
     if params.get("login_unix_socket"):
         where = "socket %s" % params["login_unix_socket"]
     else:
-        where = "%s:%s" % (params.get("login_host"), params.get("login_port") or "default port")
+        where = "%s:%s" % (params.get("login_host"), params.get("login_port") or DEFAULT_PORTS.get(params["engine"]))
     return "%s database %r at %s as user %r" % (
         params["engine"], params["db"], where, params.get("login_user"))
 

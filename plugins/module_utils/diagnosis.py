@@ -77,6 +77,11 @@ class Snapshot(object):
             if user is not None:
                 self.tables[user.name] = user
                 user.rows = None
+        for name in self.options.get("natural_pk_tables") or []:
+            if name not in self.all_tables:
+                raise OAuthRepairError(
+                    "table %r named in natural_pk_tables does not exist in database %r" % (name, conn.database),
+                    obj=name, fix="give the db_table of the model whose primary key is natural")
         self.migration_rows = self._read_migrations()
         self._count_rows()
         self.migration_state = self._migration_state()
