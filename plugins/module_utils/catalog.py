@@ -57,6 +57,7 @@ class Index:
     partial: bool = False
     where: Optional[str] = None
     constraint: bool = False   # a UNIQUE/PRIMARY KEY constraint rather than a plain index
+    valid: bool = True         # False for a PostgreSQL index left INVALID by a failed CONCURRENTLY build
 
 
 @dataclass
@@ -86,7 +87,8 @@ class Table:
         """Unique indexes/constraints on exactly ``columns`` (any order)."""
         want = sorted(columns)
         return [i for i in self.indexes
-                if (i.unique or i.primary) and sorted(i.columns) == want and (include_partial or not i.partial)]
+                if (i.unique or i.primary) and sorted(i.columns) == want and i.valid
+                and (include_partial or not i.partial)]
 
     def index_on(self, columns):
         """Any index whose leading columns are ``columns``."""

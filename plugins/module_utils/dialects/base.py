@@ -98,6 +98,28 @@ class BaseDialect(object):
         """SQL expression: lowercase hex sha256 of the UTF-8 bytes of a text expression."""
         raise NotImplementedError
 
+    # -- running DDL safely ---------------------------------------------------
+    def session_timeouts(self, lock_timeout_ms, statement_timeout_ms):
+        """Statements that bound how long this session waits for locks and runs one statement."""
+        return []
+
+    def is_lock_timeout(self, exc):
+        return False
+
+    def translate_error(self, exc, statement, table, options):
+        """Turn a driver error into an OAuthRepairError naming the object and the fix."""
+        if isinstance(exc, OAuthRepairError):
+            return exc
+        if self.is_lock_timeout(exc):
+            return OAuthRepairError(
+                "could not lock %s within lock_timeout=%sms (or the statement ran past statement_timeout=%sms): "
+                "live traffic holds it; nothing of this step was applied" % (
+                    table, options.get("lock_timeout"), options.get("statement_timeout")),
+                obj=table, fix="re-run when traffic is lower, or raise lock_timeout/statement_timeout",
+                changed=False)
+        return OAuthRepairError("%s failed on %s: %s" % (statement.split(" (")[0][:120], table, exc),
+                                obj=table, fix="see the error; re-running resumes from this step")
+
     def limit(self, n):
         return "LIMIT %d" % int(n)
 

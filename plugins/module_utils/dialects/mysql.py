@@ -147,6 +147,25 @@ class MySQLDialect(BaseDialect):
             "AND TABLE_NAME IN (%s)" % _placeholders(len(tables)), list(tables))
         return dict((t, int(n) if n is not None else None) for t, n in rows)
 
+    # -- running DDL safely ---------------------------------------------------
+    def session_timeouts(self, lock_timeout_ms, statement_timeout_ms):
+        out = []
+        if lock_timeout_ms:
+            secs = max(1, int((int(lock_timeout_ms) + 999) // 1000))
+            out.append("SET SESSION lock_wait_timeout = %d" % secs)
+            out.append("SET SESSION innodb_lock_wait_timeout = %d" % secs)
+        if statement_timeout_ms:
+            out.extend(self.statement_timeout_sql(int(statement_timeout_ms)))
+        return out
+
+    def statement_timeout_sql(self, ms):
+        # MySQL 8 bounds only SELECTs (max_execution_time); DDL relies on lock_wait_timeout.
+        return ["SET SESSION max_execution_time = %d" % ms]
+
+    def is_lock_timeout(self, exc):
+        code = exc.args[0] if getattr(exc, "args", None) else None
+        return code in (1205, 3024, 1969, 3572)
+
     # -- SQL expressions -----------------------------------------------------
     def sha256_hex(self, expr):
         # SHA2 hashes the bytes of its argument in the argument's character set:
@@ -157,6 +176,10 @@ class MySQLDialect(BaseDialect):
 class MariaDBDialect(MySQLDialect):
     vendor = "mariadb"
     minimum_version = (10, 5)
+
+    def statement_timeout_sql(self, ms):
+        # MariaDB's max_statement_time bounds every statement, DDL included (seconds, fractional).
+        return ["SET SESSION max_statement_time = %.3f" % (ms / 1000.0)]
 
     def normalize_type(self, data_type, column_type, char_len, num_prec, num_scale):
         if (data_type or "").lower() == "uuid":

@@ -77,17 +77,17 @@ class PostgreSQLDialect(BaseDialect):
             tables[oids[relid]].columns.append(Column(
                 name=attname, type=self.normalize_type(ftype), raw_type=ftype, nullable=not notnull,
                 default=None if identity else default, auto_increment=auto))
-        for (relid, iname, unique, primary, cols, pred, is_constraint) in conn.query(
+        for (relid, iname, unique, primary, cols, pred, is_constraint, valid) in conn.query(
                 "SELECT i.indrelid, ic.relname, i.indisunique, i.indisprimary, "
                 "ARRAY(SELECT a.attname FROM unnest(i.indkey) WITH ORDINALITY k(attnum, ord) "
                 "      JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum ORDER BY k.ord), "
                 "pg_get_expr(i.indpred, i.indrelid), "
                 "EXISTS (SELECT 1 FROM pg_constraint con WHERE con.conindid = i.indexrelid "
-                "        AND con.contype IN ('p', 'u')) "
+                "        AND con.contype IN ('p', 'u')), i.indisvalid "
                 "FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid "
                 "WHERE i.indrelid = ANY(%s) ORDER BY i.indrelid, ic.relname", [oid_list]):
             idx = Index(name=iname, table=oids[relid], columns=list(cols), unique=unique, primary=primary,
-                        partial=pred is not None, where=pred, constraint=is_constraint)
+                        partial=pred is not None, where=pred, constraint=is_constraint, valid=valid)
             tables[oids[relid]].indexes.append(idx)
             if primary:
                 tables[oids[relid]].primary_key = list(cols)
@@ -130,6 +130,17 @@ class PostgreSQLDialect(BaseDialect):
             "WHERE n.nspname = current_schema() AND c.relname = ANY(%s)", [list(tables)])
         # reltuples is -1 for a table never vacuumed/analysed: unknown.
         return dict((t, int(n) if n is not None and n >= 0 else None) for t, n in rows)
+
+    def session_timeouts(self, lock_timeout_ms, statement_timeout_ms):
+        out = []
+        if lock_timeout_ms:
+            out.append("SET lock_timeout = %d" % int(lock_timeout_ms))
+        if statement_timeout_ms:
+            out.append("SET statement_timeout = %d" % int(statement_timeout_ms))
+        return out
+
+    def is_lock_timeout(self, exc):
+        return getattr(exc, "sqlstate", None) in ("55P03", "57014")
 
     def sha256_hex(self, expr):
         return "encode(sha256(convert_to(%s, 'UTF8')), 'hex')" % expr

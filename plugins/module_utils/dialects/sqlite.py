@@ -111,6 +111,14 @@ class SQLiteDialect(BaseDialect):
                     result.append(fk)
         return result
 
+    def session_timeouts(self, lock_timeout_ms, statement_timeout_ms):
+        if lock_timeout_ms:
+            return ["PRAGMA busy_timeout = %d" % int(lock_timeout_ms)]
+        return []
+
+    def is_lock_timeout(self, exc):
+        return "database is locked" in str(exc)
+
     def sha256_hex(self, expr):
         return "%s(%s)" % (SHA256_FUNCTION, expr)
 

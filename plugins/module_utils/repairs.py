@@ -1,0 +1,58 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, django_ops.oauth_repair contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""From findings to a repair plan, and the schema text shown in diff mode."""
+
+from __future__ import annotations
+
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import repair_checksum
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Plan
+
+#: the finding codes oauth_repair can repair today, and the builder of their steps
+SUPPORTED = set(repair_checksum.CODES)
+CHECKSUM_MIGRATIONS = (repair_checksum.SPECS["accesstoken"]["migration"],
+                       repair_checksum.SPECS["refreshtoken"]["migration"])
+
+
+def repairable(finding):
+    if finding["code"] in SUPPORTED:
+        return True
+    return finding["code"] == "migration_half_applied" and finding["details"].get("migration") in CHECKSUM_MIGRATIONS
+
+
+def select(findings, fix):
+    """Findings chosen by ``fix`` (``all`` or a list of codes)."""
+    fix = list(fix or ["all"])
+    if "all" in fix:
+        return list(findings)
+    return [f for f in findings if f["code"] in fix]
+
+
+def build_plan(snapshot, findings, options):
+    chosen = [f for f in findings if repairable(f)]
+    plan = Plan()
+    plan.extend(repair_checksum.build(snapshot, chosen, options.get("checksum_mode") or "complete"))
+    return plan
+
+
+def schema_text(snapshot, tables):
+    """A readable, stable text of the tables' schema, for diff mode."""
+    lines = []
+    for name in sorted(tables):
+        t = snapshot.load(name)
+        if t is None:
+            lines.append("%s: (absent)" % name)
+            continue
+        lines.append("%s:" % name)
+        for c in t.columns:
+            lines.append("  %s %s%s%s" % (c.name, c.type, "" if c.nullable else " NOT NULL",
+                                         " AUTO" if c.auto_increment else ""))
+        for i in sorted(t.indexes, key=lambda x: x.name):
+            kind = "PRIMARY KEY" if i.primary else ("UNIQUE" if i.unique else "INDEX")
+            lines.append("  %s %s (%s)%s%s" % (kind, i.name, ", ".join(i.columns),
+                                              " WHERE %s" % i.where if i.partial else "",
+                                              "" if i.valid else " INVALID"))
+        for fk in sorted(t.foreign_keys, key=lambda x: (x.name or "", x.columns)):
+            lines.append("  FOREIGN KEY %s (%s) -> %s (%s) ON DELETE %s" % (
+                fk.name or "-", ", ".join(fk.columns), fk.ref_table, ", ".join(fk.ref_columns), fk.on_delete))
+    return "\n".join(lines) + "\n"

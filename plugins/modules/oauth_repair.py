@@ -1,0 +1,258 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, django_ops.oauth_repair contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: oauth_repair
+short_description: Repair what django-oauth-toolkit's migrations could not do on a live database
+version_added: 0.1.0
+description:
+  - Re-diagnoses the database (as M(django_ops.oauth_repair.oauth_info) does), then applies the repairs of the
+    chosen findings as an ordered plan of small steps. Each step reads the live catalog first and skips itself
+    when already done, so a run killed at any point converges when run again, and a second run reports
+    RV(ignore:changed=false).
+  - Repairs available in this version - the C(token_checksum_*) findings and a half-applied
+    C(0012_add_token_checksum) / C(0015_refreshtoken_token_checksum) (field report 004), on MariaDB/MySQL,
+    PostgreSQL and SQLite. Findings without a repair here are returned in RV(not_repaired), never silently
+    ignored.
+  - Every DDL statement runs under O(lock_timeout) and O(statement_timeout); a lock that cannot be had fails
+    the step cleanly instead of queueing behind traffic.
+  - The module does not record migrations; RV(completed_migrations) lists the ones whose work it completed, for
+    M(django_ops.oauth_repair.django_migration) (or C(manage.py migrate --fake)) to record.
+author:
+  - django_ops.oauth_repair contributors
+extends_documentation_fragment:
+  - django_ops.oauth_repair.connection
+  - django_ops.oauth_repair.connection.diagnosis
+options:
+  fix:
+    description:
+      - C(all), or the finding codes to repair.
+    type: list
+    elements: str
+    default: [all]
+  checksum_mode:
+    description:
+      - C(complete) does all of DOT's checksum migration (token to text, backfill, NOT NULL, unique index), for
+        a half-applied migration or inside the upgrade's window.
+      - C(preupgrade) does, online, on a database still at 0011, the slow part ahead of the DOT upgrade - column,
+        batched backfill, unique index - and leaves the column nullable so the running (older) code keeps
+        working. Run C(complete) at the upgrade to finish in seconds.
+    type: str
+    choices: [complete, preupgrade]
+    default: complete
+  lock_timeout:
+    description: Milliseconds a statement may wait for a lock before the step fails (0 = no limit).
+    type: int
+    default: 5000
+  statement_timeout:
+    description:
+      - Milliseconds one statement may run (0 = no limit). MariaDB bounds every statement; MySQL 8 bounds only
+        reads, so its DDL relies on O(lock_timeout).
+    type: int
+    default: 0
+  batch_size:
+    description: Rows per batch (one short transaction each) of the backfills.
+    type: int
+    default: 10000
+  throttle:
+    description: Seconds to sleep between two batches, to leave room for live traffic.
+    type: float
+    default: 0
+  progress_file:
+    description:
+      - JSON file (mode 0600) rewritten after each batch with rows done and total, rate and ETA; a role running
+        this module asynchronously reads it to show progress.
+    type: path
+  checksum_duplicates:
+    description:
+      - What to do with token_checksum values that occur more than once. C(fail) stops before the unique index
+        and reports the row ids; C(keep_newest) deletes all but the newest row of each group and reports the
+        deleted ids.
+    type: str
+    choices: [fail, keep_newest]
+    default: fail
+attributes:
+  check_mode:
+    support: full
+    description: Builds the same plan from the same live catalog and returns it with its SQL; changes nothing.
+  diff_mode:
+    support: full
+    description: The schema of the tables the plan touches, before and after.
+'''
+
+EXAMPLES = r'''
+- name: Finish DOT's half-applied token checksum migration
+  django_ops.oauth_repair.oauth_repair:
+    engine: postgresql
+    db: site
+    fix: [all]
+    lock_timeout: 3000
+  register: repair
+
+- name: Record what the repair completed
+  django_ops.oauth_repair.django_migration:
+    engine: postgresql
+    db: site
+    app: oauth2_provider
+    name: "{{ item }}"
+  loop: "{{ repair.completed_migrations }}"
+
+- name: Before upgrading DOT, do 0012's slow work online on a live database
+  django_ops.oauth_repair.oauth_repair:
+    engine: mysql
+    login_user: django
+    login_password: "{{ vault_db_password }}"
+    db: site
+    fix: [token_checksum_preupgrade]
+    checksum_mode: preupgrade
+    batch_size: 5000
+    throttle: 0.05
+    progress_file: /tmp/oauth_repair_progress.json
+  async: 7200
+  poll: 0
+'''
+
+RETURN = r'''
+changed:
+  description: Whether any step ran.
+  returned: always
+  type: bool
+executed_queries:
+  description:
+    - The SQL that ran, in order; in check mode, the SQL that would run. A batched statement appears once, with
+      its placeholders.
+  returned: always
+  type: list
+  elements: str
+plan:
+  description:
+    - The steps, in order, each with C(key), C(finding), C(description), C(table), C(lock) (which lock it takes),
+      C(duration) (C(instant), C(batched) or C(proportional) to the table size), C(online), C(sql),
+      C(migration), and C(status) (C(done_already), C(would_run), C(ran), C(failed)), C(seconds) and, for batched
+      steps, C(progress).
+  returned: always
+  type: list
+  elements: dict
+findings_before:
+  description: Codes of the findings before the repair.
+  returned: always
+  type: list
+  elements: str
+findings:
+  description: The findings after the repair (in check mode, the findings before it).
+  returned: always
+  type: list
+  elements: dict
+not_repaired:
+  description: Chosen findings this version has no repair for, with their code, objects and message.
+  returned: always
+  type: list
+  elements: dict
+completed_migrations:
+  description:
+    - oauth2_provider migrations whose work is now complete but not recorded; record them with
+      M(django_ops.oauth_repair.django_migration). In check mode, those the plan would complete.
+  returned: always
+  type: list
+  elements: str
+report:
+  description: Extra facts of the run, such as C(checksum_duplicates) (groups and row ids) or C(sqlite_rebuilds).
+  returned: always
+  type: dict
+progress:
+  description: The last progress entry of each batched step.
+  returned: always
+  type: dict
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.findings import CATALOGUE
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import diagnose
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
+    connect, diagnosis_argument_spec, diagnosis_options, fail)
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Progress
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import (
+    build_plan, repairable, schema_text, select)
+
+
+def main():
+    argument_spec = connection_argument_spec()
+    argument_spec.update(diagnosis_argument_spec())
+    argument_spec.update(
+        fix=dict(type="list", elements="str", default=["all"]),
+        checksum_mode=dict(type="str", choices=["complete", "preupgrade"], default="complete"),
+        lock_timeout=dict(type="int", default=5000),
+        statement_timeout=dict(type="int", default=0),
+        batch_size=dict(type="int", default=10000),
+        throttle=dict(type="float", default=0),
+        progress_file=dict(type="path"),
+        checksum_duplicates=dict(type="str", choices=["fail", "keep_newest"], default="fail"),
+    )
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    p = module.params
+    unknown = [c for c in p["fix"] if c != "all" and c not in CATALOGUE]
+    if unknown:
+        module.fail_json(msg="unknown finding code(s) in fix: %s. Fix: use 'all' or codes from docs/findings.md"
+                         % ", ".join(unknown), changed=False, executed_queries=[])
+    options = diagnosis_options(p)
+    options.update((k, p[k]) for k in ("checksum_mode", "lock_timeout", "statement_timeout", "batch_size",
+                                         "throttle", "checksum_duplicates"))
+    conn = connect(module)
+    ctx = None
+    try:
+        before, snap = diagnose(conn, options)
+        chosen = select(before["findings"], p["fix"])
+        plan = build_plan(snap, chosen, options)
+        tables = sorted(set(s.table for s in plan.steps))
+        diff_before = schema_text(snap, tables)
+        ctx = Context(conn, options, Progress(p["progress_file"]))
+        reports = plan.execute(ctx, check_mode=module.check_mode)
+        changed = any(r["changed"] for r in reports)
+        if module.check_mode or not changed:
+            after, after_snap = before, snap
+            queries = [q for r in reports if r["status"] == "would_run" for q in r["sql"]]
+        else:
+            after, after_snap = diagnose(conn, options)
+            queries = list(conn.executed_queries)
+        if module.check_mode:
+            completed = sorted(set(r["migration"] for r in reports if r["migration"] and r["status"] == "would_run"
+                                   and r["migration"] not in before["migrations"]["oauth2_provider"]["applied"]))
+        else:
+            state = after["migrations"]["oauth2_provider"]["state"]
+            completed = [s["name"] for s in state if s["status"] == "unrecorded_complete"]
+        result = dict(
+            changed=changed,
+            executed_queries=queries,
+            plan=reports,
+            findings_before=[f["code"] for f in before["findings"]],
+            findings=after["findings"],
+            not_repaired=[dict(code=f["code"], objects=f["objects"], message=f["message"])
+                          for f in chosen if not repairable(f)],
+            completed_migrations=completed,
+            report=ctx.report,
+            progress=ctx.progress.steps,
+        )
+        if module._diff:
+            after_text = schema_text(after_snap, tables) if not module.check_mode else diff_before + "".join(
+                "-- would run: %s\n" % q for q in queries)
+            result["diff"] = dict(before=diff_before, after=after_text)
+    except OAuthRepairError as exc:
+        fail(module, exc, conn, plan=getattr(exc, "reports", []), report=ctx.report if ctx else {},
+             changed=bool(conn.executed_queries))
+    except Exception as exc:  # pylint: disable=broad-except
+        fail(module, exc, conn, changed=bool(conn.executed_queries))
+    finally:
+        conn.close()
+    module.exit_json(**result)
+
+
+if __name__ == "__main__":
+    main()
