@@ -42,7 +42,7 @@ options:
       - The Django site's database name, or for C(sqlite) the path of the existing database file (never created).
     type: str
     required: true
-    aliases: [database, name]
+    aliases: [database]
   connect_timeout:
     description:
       - Seconds to wait for the connection (and, for C(sqlite), for a lock on the file).

@@ -52,7 +52,7 @@ def connection_argument_spec():
         login_user=dict(type="str"),
         login_password=dict(type="str", no_log=True),
         login_unix_socket=dict(type="str"),
-        db=dict(type="str", required=True, aliases=["database", "name"]),
+        db=dict(type="str", required=True, aliases=["database"]),
         connect_timeout=dict(type="int", default=10),
         ssl_mode=dict(type="str", default="prefer",
                       choices=["disable", "allow", "prefer", "require", "verify-ca", "verify-full"]),

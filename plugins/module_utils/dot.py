@@ -119,7 +119,7 @@ MIGRATIONS = [
     ("0022_refreshtoken_token_family_index", [Effect("index", "refreshtoken", ("token_family",))]),
 ]
 
-MIGRATION_NAMES = [name for name, _ in MIGRATIONS]
+MIGRATION_NAMES = [migration[0] for migration in MIGRATIONS]
 
 #: effects that a later migration undoes: (migration, effect kind, model, target) -> the undoing migration
 SUPERSEDED = {

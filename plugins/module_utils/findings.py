@@ -250,8 +250,8 @@ class Detector(object):
             not_null = " AND ".join("%s IS NOT NULL" % x for x in cols)
             groups = self.conn.query(
                 "SELECT %s, COUNT(*) FROM %s WHERE %s AND %s <> '' GROUP BY %s HAVING COUNT(*) > 1 "
-                "ORDER BY COUNT(*) DESC %s" % (", ".join(cols), t, not_null, c, ", ".join(cols),
-                                                self.dialect.limit(20)))
+                "ORDER BY COUNT(*) DESC %s" % (
+                    ", ".join(cols), t, not_null, c, ", ".join(cols), self.dialect.limit(20)))
             if groups:
                 dup_groups = self.conn.scalar(
                     "SELECT COUNT(*) FROM (SELECT %s FROM %s WHERE %s AND %s <> '' GROUP BY %s "
@@ -289,7 +289,7 @@ class Detector(object):
             per = max(1, sample // chunks)
             rng = random.Random(hash(table.name))
             bad, checked, examples = 0, 0, []
-            for _ in range(chunks):
+            for _chunk in range(chunks):
                 start = rng.randint(int(lo), int(hi))
                 rows = self.conn.query(
                     "SELECT %s, CASE WHEN %s THEN 1 ELSE 0 END FROM %s WHERE %s >= %%s ORDER BY %s %s" % (
@@ -379,8 +379,8 @@ class Detector(object):
                     pivots.append(fk.table)
             self.add("natural_pk_referenced", "warning",
                      "%s's primary key %s is a %s referenced by %s; replacing it needs every referencing "
-                     "column rewritten" % (name, pk.name, pk.type,
-                                          ", ".join("%s.%s" % (f.table, f.columns[0]) for f in refs)),
+                     "column rewritten" % (
+                         name, pk.name, pk.type, ", ".join("%s.%s" % (f.table, f.columns[0]) for f in refs)),
                      [_col(name, pk.name)] + [_col(f.table, f.columns[0]) for f in refs],
                      table=name, primary_key=pk.name, type=pk.type, pivot_tables=sorted(set(pivots)),
                      referencing=[dict(table=f.table, columns=f.columns, name=f.name) for f in refs])

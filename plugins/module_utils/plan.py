@@ -33,7 +33,8 @@ class Step(object):
 
     def __init__(self, key, finding, description, table, lock, duration="instant", online=True,
                  sql=(), done=None, run=None, migration=None, changes_type=False):
-        assert duration in DURATIONS
+        if duration not in DURATIONS:
+            raise ValueError("duration must be one of %s" % ", ".join(DURATIONS))
         self.key = key
         self.finding = finding
         self.description = description

@@ -28,7 +28,7 @@ description:
   - Only the history changes. Recording a migration does not create its tables, removing one does not drop
     anything.
 author:
-  - django_ops.oauth_repair contributors
+  - Django Ops maintainers (@django-ops)
 extends_documentation_fragment:
   - django_ops.oauth_repair.connection
   - django_ops.oauth_repair.connection.diagnosis
@@ -43,8 +43,6 @@ options:
     description:
       - The migration name or names of O(app), for example C(0001_initial). A string is taken as one name
         (or a comma-separated list of names).
-      - In this module C(name) is the migration, not an alias of O(db) as in the other modules of the
-        collection.
     type: list
     elements: str
     required: true
@@ -62,12 +60,6 @@ options:
         names that are not migrations of DOT 3.4. The module warns about what it forced.
     type: bool
     default: false
-  db:
-    description:
-      - The Django site's database name, or for C(sqlite) the path of the existing database file (never created).
-    type: str
-    required: true
-    aliases: [database]
 attributes:
   check_mode:
     support: full
@@ -202,8 +194,6 @@ _NUMBER = re.compile(r"^(\d+)_")
 
 def argument_spec():
     spec = connection_argument_spec()
-    # ``name`` is this module's migration name, not the alias of ``db`` it is elsewhere.
-    spec["db"] = dict(spec["db"], aliases=[a for a in spec["db"].get("aliases", []) if a != "name"])
     spec.update(diagnosis_argument_spec())
     spec.update(
         app=dict(type="str", required=True),

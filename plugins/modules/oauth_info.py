@@ -20,7 +20,7 @@ description:
     checksum check a sample; the result says so (RV(tables), RV(checksum_checks)).
   - The codes are documented in the collection's C(docs/findings.md).
 author:
-  - django_ops.oauth_repair contributors
+  - Django Ops maintainers (@django-ops)
 extends_documentation_fragment:
   - django_ops.oauth_repair.connection
   - django_ops.oauth_repair.connection.diagnosis

@@ -24,7 +24,7 @@ description:
   - The module does not record migrations; RV(completed_migrations) lists the ones whose work it completed, for
     M(django_ops.oauth_repair.django_migration) (or C(manage.py migrate --fake)) to record.
 author:
-  - django_ops.oauth_repair contributors
+  - Django Ops maintainers (@django-ops)
 extends_documentation_fragment:
   - django_ops.oauth_repair.connection
   - django_ops.oauth_repair.connection.diagnosis
@@ -203,8 +203,9 @@ def main():
         module.fail_json(msg="unknown finding code(s) in fix: %s. Fix: use 'all' or codes from docs/findings.md"
                          % ", ".join(unknown), changed=False, executed_queries=[])
     options = diagnosis_options(p)
-    options.update((k, p[k]) for k in ("checksum_mode", "lock_timeout", "statement_timeout", "batch_size",
-                                         "throttle", "checksum_duplicates"))
+    run_options = ("checksum_mode", "lock_timeout", "statement_timeout", "batch_size", "throttle",
+                   "checksum_duplicates")
+    options.update((k, p[k]) for k in run_options)
     conn = connect(module)
     ctx = None
     try:

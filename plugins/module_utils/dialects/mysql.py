@@ -185,4 +185,3 @@ class MariaDBDialect(MySQLDialect):
         if (data_type or "").lower() == "uuid":
             return "uuid"
         return super(MariaDBDialect, self).normalize_type(data_type, column_type, char_len, num_prec, num_scale)
-

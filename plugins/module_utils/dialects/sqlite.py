@@ -71,7 +71,7 @@ class SQLiteDialect(BaseDialect):
                                             auto_increment=auto))
                 if pkpos:
                     pk.append((pkpos, cname))
-            table.primary_key = [c for _, c in sorted(pk)]
+            table.primary_key = [column for _position, column in sorted(pk)]
             if table.primary_key:
                 table.indexes.append(Index(name="%s_pkey" % name, table=name, columns=list(table.primary_key),
                                            unique=True, primary=True, constraint=True))
