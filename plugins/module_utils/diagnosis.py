@@ -193,7 +193,7 @@ class Snapshot(object):
             present, missing = [], []
             for effect in effects:
                 undo = dot.SUPERSEDED.get((name, effect.kind, effect.model, effect.target))
-                if undo and undo in recorded_set:
+                if undo and (undo[0] in recorded_set or self._effect_present(undo[1])[1]):
                     continue
                 applicable, ok, label = self._effect_present(effect)
                 if not applicable:

@@ -52,8 +52,8 @@ NULLABLE_UNIQUE = {
 
 #: migration names that DOT 1.3 squashed into 0001_initial, and names it renamed.
 PRE_SQUASH = (
-    "0002_adding_indexes", "0002_08_updates", "0003_auto_20160316_1503", "0004_auto_20160525_1623",
-    "0005_auto_20170514_1141", "0006_auto_20171214_2232", "0003_auto_20200902_2022",
+    "0002_08_updates", "0003_auto_20160316_1503", "0004_auto_20160525_1623",
+    "0005_auto_20170514_1141", "0006_auto_20171214_2232",
 )
 
 # Effect kinds: ("table", model), ("column", model, column), ("type", model, column, base type),
@@ -66,6 +66,9 @@ MIGRATIONS = [
         Effect("table", "application", None), Effect("table", "accesstoken", None),
         Effect("table", "grant", None), Effect("table", "refreshtoken", None),
         Effect("column", "accesstoken", "source_refresh_token_id"),
+        Effect("column", "application", "skip_authorization"), Effect("column", "refreshtoken", "revoked"),
+        Effect("fk", "application", "user_id"), Effect("fk", "accesstoken", "user_id"),
+        Effect("fk", "grant", "user_id"), Effect("fk", "refreshtoken", "user_id"),
         Effect("fk", "accesstoken", "application_id"), Effect("fk", "grant", "application_id"),
         Effect("fk", "refreshtoken", "application_id"), Effect("fk", "refreshtoken", "access_token_id"),
         Effect("fk", "accesstoken", "source_refresh_token_id"),
@@ -121,9 +124,11 @@ MIGRATIONS = [
 
 MIGRATION_NAMES = [migration[0] for migration in MIGRATIONS]
 
-#: effects that a later migration undoes: (migration, effect kind, model, target) -> the undoing migration
+#: effects that a later migration undoes: (migration, effect kind, model, target) ->
+#: (the undoing migration, an effect whose presence shows the undoing migration ran even if unrecorded)
 SUPERSEDED = {
-    ("0017_application_dcr_created", "column", "application", "dcr_created"): "0019_application_registration_source",
+    ("0017_application_dcr_created", "column", "application", "dcr_created"): (
+        "0019_application_registration_source", Effect("column", "application", "registration_source")),
 }
 
 #: the checksum columns and the migration that adds each, with the uniqueness DOT gives it

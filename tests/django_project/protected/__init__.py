@@ -1,0 +1,1 @@
+"""An API endpoint protected by django-oauth-toolkit, plus token helper commands."""
