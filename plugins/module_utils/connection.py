@@ -17,6 +17,11 @@ from __future__ import annotations
 
 import os
 import time
+
+try:
+    from urllib.parse import quote
+except ImportError:  # pragma: no cover - Python 2
+    from urllib import quote
 import traceback
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
@@ -242,7 +247,7 @@ def _connect_sqlite(params):
     if path != ":memory:" and not os.path.isfile(path):
         raise OAuthRepairError("SQLite database file %s does not exist" % path, obj=path,
                                fix="set db to the path of the site's existing SQLite file (it is never created)")
-    uri = "file:%s?mode=rw" % path if path != ":memory:" else ":memory:"
+    uri = "file:%s?mode=rw" % quote(os.path.abspath(path)) if path != ":memory:" else ":memory:"
     raw = sqlite3.connect(uri, uri=path != ":memory:", timeout=params.get("connect_timeout") or 10,
                           isolation_level=None, check_same_thread=False)
     version = raw.execute("SELECT sqlite_version()").fetchone()[0]

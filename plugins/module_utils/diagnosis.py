@@ -49,6 +49,8 @@ class Snapshot(object):
             "grant": self.options.get("grant_model"),
         }
         self.models = dot.Models(swapped=swapped)
+        for key in self.models.swapped_keys():
+            self.dialect.validate_identifier(self.models.table(key), "table of %s" % dot.OPTION_NAMES[key])
         for name in self.options.get("natural_pk_tables") or []:
             self.dialect.validate_identifier(name, "table name")
         self.checksum_checks = {}

@@ -30,6 +30,11 @@ MODELS = {
     "devicegrant": ("DEVICE_GRANT_MODEL", "oauth2_provider.DeviceGrant"),
 }
 
+#: model key -> the module option that names a swapped model
+OPTION_NAMES = {"application": "application_model", "accesstoken": "access_token_model",
+                "refreshtoken": "refresh_token_model", "idtoken": "id_token_model", "grant": "grant_model",
+                "devicegrant": "device_grant_model"}
+
 #: model -> {column: target model ("user" is AUTH_USER_MODEL)}: DOT's ForeignKey/OneToOne columns.
 RELATIONS = {
     "application": {"user_id": "user"},
@@ -156,7 +161,7 @@ class Models(object):
                 label, table = spec.get("label"), spec.get("table")
             else:
                 label, table = spec, None
-            parse_model_label(label, option="%s_model" % key)
+            parse_model_label(label, option=OPTION_NAMES[key])
             self.labels[key] = label
             self.tables[key] = table or default_table_name(label)
         self.user_table = user_table

@@ -33,6 +33,10 @@ def diagnosis_argument_spec():
     )
 
 
+#: for AnsibleModule(required_by=...): options that make sense only with another one
+DIAGNOSIS_REQUIRED_BY = {"application_table": ("application_model",)}
+
+
 def diagnosis_options(params):
     opts = dict((k, params.get(k)) for k in diagnosis_argument_spec())
     if opts.get("application_table") and opts.get("application_model"):

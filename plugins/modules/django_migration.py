@@ -184,7 +184,7 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common imp
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import Snapshot
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
-    connect, diagnosis_argument_spec, diagnosis_options, fail)
+    DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail)
 
 # What Django can have written: app labels are identifiers, migration names module names.
 _APP_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -415,7 +415,8 @@ def _lines(names):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
+                           required_by=DIAGNOSIS_REQUIRED_BY)
     conn = connect(module)
     job = MigrationHistory(conn, module.params, module.check_mode)
     try:

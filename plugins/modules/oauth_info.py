@@ -134,13 +134,14 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common imp
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import diagnose
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
-    connect, diagnosis_argument_spec, diagnosis_options, fail)
+    DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail)
 
 
 def main():
     argument_spec = connection_argument_spec()
     argument_spec.update(diagnosis_argument_spec())
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_by=DIAGNOSIS_REQUIRED_BY)
     conn = connect(module)
     try:
         result, _snap = diagnose(conn, diagnosis_options(module.params))

@@ -177,7 +177,7 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common imp
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import diagnose
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
-    connect, diagnosis_argument_spec, diagnosis_options, fail)
+    DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Progress
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import (
     build_plan, repairable, schema_text, select)
@@ -196,7 +196,8 @@ def main():
         progress_file=dict(type="path"),
         checksum_duplicates=dict(type="str", choices=["fail", "keep_newest"], default="fail"),
     )
-    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
+                           required_by=DIAGNOSIS_REQUIRED_BY)
     p = module.params
     unknown = [c for c in p["fix"] if c != "all" and c not in CATALOGUE]
     if unknown:
