@@ -222,8 +222,15 @@ class ChecksumRepair(object):
                     fix="revoke or delete the duplicate tokens (or rows whose token is empty), or re-run with "
                         "checksum_duplicates=keep_newest to delete all but the newest row of each group")
             removed = []
+            references = [f for f in self.dialect.referencing_foreign_keys(self.conn, self.table)
+                          if len(f.columns) == 1]
             for d in details:
                 for row_id in d["ids"][:-1]:
+                    for fk in references:
+                        # what DOT's on_delete=SET_NULL (refresh token -> access token) does
+                        column = self.q(fk.columns[0])
+                        ctx.ddl("UPDATE %s SET %s = NULL WHERE %s = %%s" % (self.q(fk.table), column, column),
+                                (row_id,), table=fk.table)
                     ctx.ddl("DELETE FROM %s WHERE %s = %%s" % (self._t(), self.q("id")), (row_id,), table=self.table)
                     removed.append(row_id)
             ctx.report.setdefault("deleted_duplicates", {})[self.table] = removed
@@ -239,7 +246,7 @@ class ChecksumRepair(object):
         def sql_for(t):
             clauses = []
             col = t.column("token_checksum") if t is not None else None
-            if self.mode == "complete" and (col is None or col.nullable):
+            if self.mode == "complete" and (col is None or col.nullable or col.default is not None):
                 clauses.append("MODIFY %s varchar(64) NOT NULL" % self.q("token_checksum"))
             if t is None or not self._has_unique(t):
                 clauses.append("ADD CONSTRAINT %s UNIQUE (%s)" % (

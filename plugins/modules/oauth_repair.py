@@ -210,7 +210,17 @@ def main():
     conn = connect(module)
     ctx = None
     try:
-        before, snap = diagnose(conn, options)
+        # the diagnosis waits for locks too: bound it by the same timeouts as the repair
+        for statement in conn.dialect.session_timeouts(p["lock_timeout"], p["statement_timeout"]):
+            conn.execute(statement, record=False)
+        try:
+            before, snap = diagnose(conn, options)
+        except OAuthRepairError:
+            raise
+        except Exception as exc:  # pylint: disable=broad-except
+            if conn.dialect.is_lock_timeout(exc):
+                raise conn.dialect.translate_error(exc, "diagnosis", "the oauth2_provider tables", options)
+            raise
         chosen = select(before["findings"], p["fix"])
         plan = build_plan(snap, chosen, options)
         tables = sorted(set(s.table for s in plan.steps))
