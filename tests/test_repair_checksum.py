@@ -567,7 +567,7 @@ def test_preupgrade_then_complete_then_upgrade(site, engine):
     assert_content_unchanged(s.db, before_content)
 
     # the application still runs the old code: it inserts tokens without token_checksum
-    late = ["late-token-%s" % secrets.token_hex(8) for _ in range(2)]
+    late = ["late-token-%s" % secrets.token_hex(8) for _index in range(2)]
     for token in late:
         insert_token(s, token)
     assert null_and_filled(s.db) == (2, total)

@@ -70,7 +70,7 @@ class Command(BaseCommand):
             application.save()
 
             access_tokens, access_ids, refresh_tokens, refresh_ids = [], [], [], []
-            for _ in range(count):
+            for _index in range(count):
                 raw_access = generate_token()
                 access = AccessToken(user=user, application=application, expires=expires, scope=scope)
                 _assign_token(access, raw_access)
