@@ -35,14 +35,10 @@ _FIXTURE_MARKERS = {
 
 def _session_server(context_factory, engine: str):
     try:
-        manager = context_factory()
-        server = manager.__enter__()
-    except servers.ServerUnavailable as exc:
+        with context_factory() as server:
+            yield server
+    except servers.ServerUnavailable as exc:  # raised only while starting
         pytest.fail(f"no usable {engine} server: {exc}", pytrace=False)
-    try:
-        yield server
-    finally:
-        manager.__exit__(None, None, None)
 
 
 @pytest.fixture(scope="session")

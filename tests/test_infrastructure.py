@@ -4,8 +4,12 @@ project (real migrations, real DOT token checks) and bulk seeding."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import os
 import socket
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -31,6 +35,8 @@ BEFORE_CHECKSUM = "0011_refreshtoken_token_family"  # the last migration without
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.mysql
+@pytest.mark.postgresql
 def test_session_servers_follow_force_flag(request):
     """With OAR_TEST_FORCE_THROWAWAY=1 the session servers are throwaway ones."""
     for fixture in ("mariadb_server", "postgres_server"):
@@ -68,7 +74,8 @@ def test_db_fixture_gives_fresh_database(any_db):
     assert any_db.query("SELECT COUNT(*) FROM t") == [(2,)]
 
 
-@pytest.mark.parametrize("engine", ["mysql", "postgresql"])
+@pytest.mark.parametrize("engine", [pytest.param("mysql", marks=pytest.mark.mysql),
+                                    pytest.param("postgresql", marks=pytest.mark.postgresql)])
 def test_temporary_database_is_dropped(request, engine):
     """The per-test database context (what mysql_db/pg_db use) drops its database,
     also when the test fails."""
@@ -103,8 +110,10 @@ def test_sqlite_file_removed(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("cls", [servers.ThrowawayMariaDB, servers.ThrowawayPostgres],
-                         ids=["mysql", "postgresql"])
+@pytest.mark.parametrize("cls", [
+    pytest.param(servers.ThrowawayMariaDB, marks=pytest.mark.mysql, id="mysql"),
+    pytest.param(servers.ThrowawayPostgres, marks=pytest.mark.postgresql, id="postgresql"),
+])
 def test_throwaway_server(cls):
     """A fresh machine without database services: start, use, stop, clean up."""
     throwaway = cls()
@@ -196,3 +205,47 @@ def test_swapped_application_model(sqlite_db):
     assert token_authenticates(sqlite_db, issued["access_tokens"][0], extra_env=env)
     assert run_manage(sqlite_db, "makemigrations", "--check", "--dry-run",
                       extra_env=env).returncode == 0
+
+
+# --------------------------------------------------------------------------
+# Bulk seeding speed
+# --------------------------------------------------------------------------
+
+SEED_ROWS = int(os.environ.get("OAR_TEST_SEED_ROWS", "100000"))
+
+
+@pytest.mark.slow
+def test_bulk_seed_speed(any_db, record_property):
+    """``OAR_TEST_SEED_ROWS=1000000`` for the full-size benchmark (< 60 s wanted)."""
+    migrate(any_db, "oauth2_provider")
+    user_id = data.create_user(any_db)
+    application_id = data.create_application(any_db, user_id)
+    started = time.monotonic()
+    seeded = data.bulk_insert_access_tokens(any_db, SEED_ROWS, application_id, user_id,
+                                            with_checksum=True)
+    elapsed = time.monotonic() - started
+    record_property("seed_seconds", round(elapsed, 2))
+    print(f"\n{any_db.engine}: {SEED_ROWS} access tokens in {elapsed:.1f}s")
+    assert data.count_rows(any_db) == SEED_ROWS
+    assert any_db.query(f"SELECT token_checksum FROM oauth2_provider_accesstoken "
+                        f"WHERE token = {any_db.placeholder}", (seeded.token(SEED_ROWS),)) == [
+        (data.checksum(seeded.token(SEED_ROWS)),)]
+    assert elapsed < 60
+
+
+def test_orphaned_databases_are_swept(mariadb_server, postgres_server):
+    """A test database whose creator died (killed pytest) is dropped by the next
+    session on the same machine; the databases of live processes are not."""
+    code = ("import json, sys; from tests.support import servers; "
+            "s = servers.Server(**json.loads(sys.argv[1])); "
+            "n = servers.new_database_name(); s.create_database(n); print(n)")
+    for server in (mariadb_server, postgres_server):
+        orphan = subprocess.run(
+            [sys.executable, "-c", code, json.dumps(dataclasses.asdict(server))],
+            cwd=Path(__file__).parent.parent, capture_output=True, text=True, check=True,
+        ).stdout.strip()
+        with servers.temporary_database(server) as mine:
+            assert server.database_exists(orphan)
+            assert orphan in server.sweep_orphans()
+            assert not server.database_exists(orphan)
+            assert mine.exists()

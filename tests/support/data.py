@@ -179,7 +179,10 @@ def bulk_insert_tokens(target, table: str, n: int, application_id: Optional[int]
         "scope": scope,
         "resource": "[]",
     }
-    plain.update(values or {})
+    for name, value in (values or {}).items():
+        if name not in names or name in ("id", "token", "token_checksum"):
+            raise ValueError(f"cannot set column {name!r} of {table} through values=")
+        plain[name] = _timestamp_param(target, value) if isinstance(value, datetime) else value
 
     if with_checksum and "token_checksum" not in names:
         raise ValueError(f"{table} has no token_checksum column to fill")
@@ -224,20 +227,15 @@ def bulk_insert_tokens(target, table: str, n: int, application_id: Optional[int]
             cur.execute("PRAGMA synchronous = OFF")
         # The first row goes in with foreign key checks on: it proves the
         # referenced ids exist (every row uses the same ones)...
-        checks_relaxed = False
         for first, last in _batches(n, batch_size):
-            if first == 2 and skip_fk_checks:
+            if first == 1 and target.engine == "sqlite":
+                cur.execute("PRAGMA foreign_keys = ON")  # off by default in sqlite3
+            elif first == 2 and skip_fk_checks:
                 # ...and the rest without, which is much faster.
-                checks_relaxed = _relax_fk_checks(target, cur)
-            elif first == 1 and target.engine == "sqlite":
-                cur.execute("PRAGMA foreign_keys = ON")
+                _relax_fk_checks(target, cur)
             cur.execute(head + _source_sql(target.engine, salt, first, last) + order_by,
                         tuple(params))
             inserted += cur.rowcount
-            if first == 1 and target.engine == "sqlite" and not checks_relaxed:
-                cur.execute("PRAGMA foreign_key_check")  # deferred FKs: check explicitly
-                if cur.fetchall():
-                    raise ValueError(f"{table}: application_id/user_id refer to missing rows")
         cur.close()
     if inserted != n:
         raise RuntimeError(f"inserted {inserted} rows into {table}, expected {n}")
@@ -253,7 +251,7 @@ def _batches(n: int, batch_size: int):
 
 
 def _relax_fk_checks(target, cur) -> bool:
-    """Stop checking foreign keys on this connection, where possible."""
+    """Stop checking foreign keys on this connection, where possible; True if done."""
     if target.engine == "mysql":
         cur.execute("SET SESSION foreign_key_checks = 0")
         return True

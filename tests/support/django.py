@@ -53,7 +53,7 @@ def run_manage(target, *args: str, extra_env: Optional[Mapping[str, str]] = None
     :class:`ManageError` showing the output."""
     cmd = [sys.executable, str(MANAGE_PY), *map(str, args)]
     proc = subprocess.run(cmd, cwd=PROJECT_DIR, env=manage_env(target, extra_env),
-                          capture_output=True, text=True, timeout=timeout)
+                          capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
         raise ManageError(proc.returncode, cmd, proc.stdout, proc.stderr)
     return proc

@@ -84,6 +84,34 @@ def _check_test_db_name(name: str) -> None:
         raise ValueError(f"refusing to touch database {name!r}: not a test database name")
 
 
+def _namespace_id() -> str:
+    """This machine (boot) and PID namespace: where a PID means something."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        pidns = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return socket.gethostname()
+    return f"{boot}/{pidns}"
+
+
+def owner_tag() -> str:
+    """Comment stored on each test database: who created it, to find orphans."""
+    return f"oar-test pid={os.getpid()} ns={_namespace_id()}"
+
+
+def _orphaned(tag: str) -> bool:
+    match = re.fullmatch(r"oar-test pid=(\d+) ns=(\S+)", tag or "")
+    if not match or match.group(2) != _namespace_id():
+        return False
+    try:
+        os.kill(int(match.group(1)), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, someone else's
+        return False
+    return False
+
+
 # --------------------------------------------------------------------------
 # Raw connections
 # --------------------------------------------------------------------------
@@ -163,14 +191,42 @@ class Server:
         return bool(self._admin(sql, (name,)))
 
     def create_database(self, name: str) -> None:
-        """Create the (test-named) database; fails if it already exists."""
+        """Create the (test-named) database, tagged with its creator (see
+        :func:`owner_tag`); fails if it already exists."""
         _check_test_db_name(name)
+        tag = owner_tag()
         if self.engine == "mysql":
-            self._admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+            comment = f" COMMENT '{tag}'" if "mariadb" in self.version.lower() else ""
+            self._admin(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4 "
+                        f"COLLATE utf8mb4_unicode_ci{comment}")
         else:
             # template0: nobody is ever connected to it, so concurrent CREATE
             # DATABASE calls (other xdist workers) cannot collide on the template.
             self._admin(f'CREATE DATABASE "{name}" TEMPLATE template0 ENCODING \'UTF8\'')
+            self._admin(f'COMMENT ON DATABASE "{name}" IS \'{tag}\'')
+
+    def test_databases(self) -> dict[str, str]:
+        """``{name: owner tag or ""}`` of the ``oar_t_*`` databases on the server."""
+        if self.engine == "mysql":
+            sql = ("SELECT schema_name, COALESCE(schema_comment, '') "
+                   if "mariadb" in self.version.lower() else "SELECT schema_name, '' ")
+            sql += "FROM information_schema.schemata WHERE schema_name LIKE 'oar\\_t\\_%'"
+        else:
+            sql = ("SELECT datname, COALESCE(shobj_description(oid, 'pg_database'), '') "
+                   "FROM pg_database WHERE datname LIKE 'oar\\_t\\_%'")
+        return {name: tag for name, tag in self._admin(sql, ()) if TEST_DB_NAME_RE.match(name)}
+
+    def sweep_orphans(self) -> list[str]:
+        """Drop the test databases that a test process of *this* machine created
+        and that outlived it (pytest killed before its teardown ran). Databases of
+        live processes, of other machines or containers, and untagged ones are
+        left alone. Returns the names dropped."""
+        dropped = []
+        for name, tag in self.test_databases().items():
+            if _orphaned(tag):
+                self.drop_database(name)
+                dropped.append(name)
+        return dropped
 
     def drop_database(self, name: str) -> None:
         """Drop the (test-named) database, disconnecting any leftover sessions."""
@@ -348,7 +404,7 @@ class ThrowawayMariaDB(_Throwaway):
             [install_db, "--no-defaults", f"--datadir={datadir}", f"--user={os_user}",
              "--auth-root-authentication-method=normal", "--skip-test-db",
              "--skip-name-resolve"],
-            cwd=self.base, capture_output=True, text=True, timeout=300,
+            cwd=self.base, capture_output=True, text=True, timeout=300, check=False,
         )
         if install.returncode != 0:
             raise ServerUnavailable(f"{install_db} failed:\n{install.stdout}\n{install.stderr}")
@@ -427,7 +483,7 @@ class ThrowawayPostgres(_Throwaway):
         init = subprocess.run(
             [f"{bindir}/initdb", "-D", str(datadir), "-U", "root", "--auth=trust",
              "-E", "UTF8", "--locale=C", "--no-sync"],
-            cwd=self.base, env=env, capture_output=True, text=True, timeout=300, **run_as,
+            cwd=self.base, env=env, capture_output=True, text=True, timeout=300, check=False, **run_as,
         )
         if init.returncode != 0:
             raise ServerUnavailable(f"initdb failed:\n{init.stdout}\n{init.stderr}")
@@ -462,6 +518,8 @@ class ThrowawayPostgres(_Throwaway):
 def _server(engine: str, find_running, throwaway_cls) -> Iterator[Server]:
     running = None if force_throwaway() else find_running()
     if running is not None:
+        # Shared server: clear what killed test runs of this machine left behind.
+        running.sweep_orphans()
         yield running
         return
     throwaway = throwaway_cls()
