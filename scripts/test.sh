@@ -19,7 +19,7 @@ export ANSIBLE_COLLECTIONS_PATH="$ROOT/.cache/collections:$HOME/.ansible/collect
 export ANSIBLE_NOCOLOR="${ANSIBLE_NOCOLOR:-1}" PY_COLORS="${PY_COLORS:-0}"
 
 set +e
-"$VENV/bin/python" -m pytest "$@"
+"$VENV/bin/python" -m pytest -n "${TEST_WORKERS:-2}" "$@"
 rc=$?
 set -e
 if [ "$rc" -eq 5 ]; then
