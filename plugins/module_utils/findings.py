@@ -249,18 +249,18 @@ class Detector(object):
         if not has_unique:
             cols = [q(x) for x in unique_cols]
             not_null = " AND ".join("%s IS NOT NULL" % x for x in cols)
+            # one pass: the duplicate groups, their number (window function) and the biggest ones
             groups = self.conn.query(
-                "SELECT %s, COUNT(*) FROM %s WHERE %s AND %s <> '' GROUP BY %s HAVING COUNT(*) > 1 "
-                "ORDER BY COUNT(*) DESC %s" % (
-                    ", ".join(cols), t, not_null, c, ", ".join(cols), self.dialect.limit(20)))
+                "SELECT %s, n, COUNT(*) OVER () FROM (SELECT %s%s, COUNT(*) AS n FROM %s WHERE %s AND %s <> '' "
+                "GROUP BY %s HAVING COUNT(*) > 1) d ORDER BY n DESC %s" % (
+                    ", ".join(cols), self.dialect.big_result_hint(), ", ".join(cols), t, not_null, c,
+                    ", ".join(cols), self.dialect.limit(20)))
             if groups:
-                dup_groups = self.conn.scalar(
-                    "SELECT COUNT(*) FROM (SELECT %s FROM %s WHERE %s AND %s <> '' GROUP BY %s "
-                    "HAVING COUNT(*) > 1) d" % (", ".join(cols), t, not_null, c, ", ".join(cols)))
+                dup_groups = int(groups[0][-1])
                 self.add("token_checksum_duplicate", "error",
                          "%d token_checksum value(s) of %s occur more than once; the unique index cannot be "
                          "built until they are resolved" % (dup_groups, table.name), [obj],
-                         groups=int(dup_groups), examples=[dict(checksum=g[0], rows=int(g[-1])) for g in groups])
+                         groups=dup_groups, examples=[dict(checksum=g[0], rows=int(g[-2])) for g in groups])
             self.add("token_checksum_unique_missing", "fatal" if recorded else "error",
                      "%s has no unique index on (%s)%s" % (
                          table.name, ", ".join(unique_cols),

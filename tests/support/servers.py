@@ -398,6 +398,8 @@ class ThrowawayMariaDB(_Throwaway):
             raise ServerUnavailable("mariadb-install-db/mariadbd not installed")
         self.base = Path(tempfile.mkdtemp(prefix="oar-mariadb-"))
         datadir, sock = self.base / "data", self.base / "mysqld.sock"
+        tmpdir = self.base / "tmp"
+        tmpdir.mkdir()
         self.log = self.base / "mariadbd.log"
         os_user = pwd.getpwuid(os.geteuid()).pw_name
         install = subprocess.run(
@@ -412,6 +414,9 @@ class ThrowawayMariaDB(_Throwaway):
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 [daemon, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
+                 # a private tmpdir: a starting mariadbd deletes every #sql* file of its tmpdir, and /tmp
+                 # is shared with the machine's own server
+                 f"--tmpdir={tmpdir}",
                  f"--port={port}", "--bind-address=127.0.0.1", f"--user={os_user}",
                  f"--pid-file={self.base / 'mariadbd.pid'}", f"--log-error={self.log}",
                  "--skip-name-resolve", "--skip-log-bin",

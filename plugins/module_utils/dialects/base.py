@@ -120,6 +120,10 @@ class BaseDialect(object):
         return OAuthRepairError("%s failed on %s: %s" % (statement.split(" (")[0][:120], table, exc),
                                 obj=table, fix="see the error; re-running resumes from this step")
 
+    def big_result_hint(self):
+        """A hint for a GROUP BY over a whole big table (MySQL: sort rather than an on-disk temp table)."""
+        return ""
+
     def limit(self, n):
         return "LIMIT %d" % int(n)
 

@@ -166,6 +166,9 @@ class MySQLDialect(BaseDialect):
         code = exc.args[0] if getattr(exc, "args", None) else None
         return code in (1205, 3024, 1969, 3572)
 
+    def big_result_hint(self):
+        return "SQL_BIG_RESULT "
+
     # -- SQL expressions -----------------------------------------------------
     def sha256_hex(self, expr):
         # SHA2 hashes the bytes of its argument in the argument's character set:
