@@ -230,7 +230,7 @@ class Detector(object):
 
     def _checksum_table(self, table, migration, unique_cols, recorded):
         q = self.dialect.quote
-        t, c, tok = q(table.name), q("token_checksum"), q("token")
+        t, c = q(table.name), q("token_checksum")
         total, nulls, empties = self.conn.query_one(
             "SELECT COUNT(*), COALESCE(SUM(CASE WHEN %s IS NULL THEN 1 ELSE 0 END), 0), "
             "COALESCE(SUM(CASE WHEN %s = '' THEN 1 ELSE 0 END), 0) FROM %s" % (c, c, t))

@@ -306,11 +306,9 @@ class ChecksumRepair(object):
                 existing = []
             if not existing:
                 ctx.ddl(create, table=self.table)
-            if not any(i.name == self.unique_name and i.constraint for i in ctx.live.table(self.table).indexes):
                 ctx.live.invalidate()
-                if not any(i.name == self.unique_name and i.constraint
-                           for i in ctx.live.table(self.table).indexes):
-                    ctx.ddl(attach, table=self.table)
+            if not any(i.name == self.unique_name and i.constraint for i in ctx.live.table(self.table).indexes):
+                ctx.ddl(attach, table=self.table)
 
         return self._step("unique", "build the unique index without blocking writers, then attach it as DOT's "
                           "constraint %s" % self.unique_name, duration="proportional", online=True,
@@ -384,6 +382,5 @@ def build(snapshot, findings, mode):
                 models.append(model)
     steps = []
     for model in models:
-        eff_mode = mode
-        steps.extend(ChecksumRepair(snapshot, model, eff_mode).steps())
+        steps.extend(ChecksumRepair(snapshot, model, mode).steps())
     return steps
