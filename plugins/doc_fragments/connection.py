@@ -13,9 +13,14 @@ options:
     description:
       - The database engine of the Django site.
       - C(mysql) covers MySQL 8 and MariaDB 10.5 or later; which one is told apart by the server version.
+      - C(mssql) (SQL Server 2016 or later, Azure SQL) is supported as plans only, by
+        M(django_ops.oauth_repair.oauth_info) and M(django_ops.oauth_repair.oauth_repair) - the catalog is read
+        from O(catalog_snapshot) (or, when the C(pymssql) library is importable and O(catalog_snapshot) is not
+        set, by running the same read-only query over a connection), and nothing is ever executed on the server.
+        This support has not been run against a live SQL Server; see the collection's C(docs/sqlserver.md).
     type: str
     required: true
-    choices: [mysql, postgresql, sqlite]
+    choices: [mysql, postgresql, sqlite, mssql]
   login_host:
     description:
       - Host of the database server. Ignored for C(sqlite) and when O(login_unix_socket) is set.
@@ -23,7 +28,7 @@ options:
     default: 127.0.0.1
   login_port:
     description:
-      - Port of the database server. Defaults to the engine's port (3306, 5432).
+      - Port of the database server. Defaults to the engine's port (3306, 5432, 1433).
     type: int
   login_user:
     description:
@@ -70,9 +75,18 @@ options:
       - Client private key file.
     type: path
     aliases: [ssl_key]
+  catalog_snapshot:
+    description:
+      - For O(engine=mssql) only - the JSON catalog snapshot of the SQL Server database, printed by the
+        collection's C(files/mssql_catalog_snapshot.sql) run with C(sqlcmd) (the exact command is in
+        C(docs/sqlserver.md)). O(db) must name the database the snapshot was taken in.
+      - The file is read on the host that runs the module. Every name in it is validated before it is written
+        into T-SQL; a malformed, cut or edited file is refused with an error naming the problem.
+    type: path
 requirements:
   - PyMySQL for O(engine=mysql).
   - psycopg 3 for O(engine=postgresql).
+  - Nothing for O(engine=mssql) with O(catalog_snapshot); pymssql to read the catalog over a connection instead.
 notes:
   - Values are always sent as bound parameters; table, column and model names are validated against
     C([A-Za-z_][A-Za-z0-9_$]*) and quoted.

@@ -44,8 +44,8 @@ except ImportError:  # pragma: no cover - depends on the host
 
 import sqlite3
 
-ENGINES = ("mysql", "postgresql", "sqlite")
-DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432}
+ENGINES = ("mysql", "postgresql", "sqlite", "mssql")
+DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432, "mssql": 1433}
 
 
 def connection_argument_spec():
@@ -64,6 +64,7 @@ def connection_argument_spec():
         ca_cert=dict(type="path", aliases=["ssl_rootcert"]),
         client_cert=dict(type="path", aliases=["ssl_cert"]),
         client_key=dict(type="path", aliases=["ssl_key"], no_log=False),
+        catalog_snapshot=dict(type="path"),
     )
 
 
@@ -162,7 +163,12 @@ def connect(params):
     if engine not in ENGINES:
         raise OAuthRepairError("unknown engine %r" % engine, obj="engine",
                                fix="use one of: %s" % ", ".join(ENGINES))
+    if params.get("catalog_snapshot") and engine != "mssql":
+        raise OAuthRepairError("catalog_snapshot is only read with engine mssql, not %s" % engine,
+                               obj="catalog_snapshot", fix="remove catalog_snapshot, or set engine: mssql")
     try:
+        if engine == "mssql":
+            return _connect_mssql(params)
         if engine == "mysql":
             return _connect_mysql(params)
         if engine == "postgresql":
@@ -253,6 +259,58 @@ def _connect_sqlite(params):
     version = raw.execute("SELECT sqlite_version()").fetchone()[0]
     register_functions(raw)
     return Connection("sqlite", raw, version, params)
+
+
+class CatalogConnection(Connection):
+    """Engine ``mssql``: a stand-in for a connection, holding a catalog snapshot; it never runs SQL.
+
+    SQL Server is supported as plans only (docs/sqlserver.md): any attempt to query or execute through this
+    object raises, so no code path can believe it changed, or even read, a live SQL Server.
+    """
+
+    def __init__(self, catalog, params):  # pylint: disable=super-init-not-called
+        from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.mssql import MSSQLDialect
+        self.engine = "mssql"
+        self.raw = None
+        self.catalog = catalog
+        self.server_version = catalog.server_version
+        self.params = params
+        self.dialect = MSSQLDialect(catalog.server_version, catalog.schema)
+        self.executed_queries = []
+        self.database = catalog.database
+
+    def _refuse(self, *_args, **_kwargs):
+        raise OAuthRepairError(
+            "engine mssql is plan-only: nothing is run against SQL Server (the catalog comes from %s)" %
+            self.catalog.source, obj="engine",
+            fix="use oauth_info or oauth_repair with engine mssql, and run the T-SQL of oauth_repair's "
+                "tsql_script yourself (docs/sqlserver.md)")
+
+    cursor = query = query_one = scalar = execute = _refuse
+
+    def close(self):
+        return None
+
+    def describe(self):
+        d = Connection.describe(self)
+        d.update(edition=self.catalog.server.get("edition"), schema=self.catalog.schema,
+                 catalog_snapshot=self.catalog.source)
+        return d
+
+
+def _connect_mssql(params):
+    from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects import mssql
+    if params.get("catalog_snapshot"):
+        catalog = mssql.load_snapshot(params["catalog_snapshot"])
+    else:
+        catalog = mssql.live_snapshot(params)  # pymssql; untested here (no SQL Server where the tests run)
+    if (params.get("db") or "").lower() != (catalog.database or "").lower():
+        raise OAuthRepairError(
+            "catalog snapshot %s is of database %r, not of db=%r" % (
+                catalog.source, catalog.database, params.get("db")),
+            obj=catalog.source,
+            fix="set db to the database the snapshot was taken in, or take the snapshot in %r" % params.get("db"))
+    return CatalogConnection(catalog, params)
 
 
 class Timer(object):

@@ -19,6 +19,10 @@ description:
   - Findings come from the live catalog and data only. On big tables row counts may be estimates and the
     checksum check a sample; the result says so (RV(tables), RV(checksum_checks)).
   - The codes are documented in the collection's C(docs/findings.md).
+  - With O(engine=mssql) (SQL Server) the catalog comes from O(catalog_snapshot); the findings are those a
+    catalog can show (C(nullable_unique_mssql) is an error there), the checks that need table data (token
+    checksums) are not computed and RV(limitations) says so. Not run against a live SQL Server; see
+    C(docs/sqlserver.md).
 author:
   - Django Ops maintainers (@django-ops)
 extends_documentation_fragment:
@@ -122,6 +126,15 @@ executed_queries:
   returned: always
   type: list
   elements: str
+catalog_snapshot:
+  description: O(engine=mssql) only. The snapshot read - source, sha256, taken_at, database, schema, server.
+  returned: when O(engine=mssql)
+  type: dict
+limitations:
+  description: O(engine=mssql) only. What a catalog snapshot cannot tell (token checksums, exact row counts).
+  returned: when O(engine=mssql)
+  type: list
+  elements: str
 duration:
   description: Seconds the diagnosis took.
   returned: always
@@ -133,6 +146,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import diagnose
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import mssql_plan
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
     DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail)
 
@@ -142,6 +156,8 @@ def main():
     argument_spec.update(diagnosis_argument_spec())
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_by=DIAGNOSIS_REQUIRED_BY)
+    if module.params["engine"] == "mssql":  # from a catalog snapshot, never a live server (docs/sqlserver.md)
+        mssql_plan.info_module(module, diagnosis_options(module.params))
     conn = connect(module)
     try:
         result, _snap = diagnose(conn, diagnosis_options(module.params))
