@@ -35,7 +35,7 @@ def manage_env(target, extra_env: Optional[Mapping[str, str]] = None) -> dict[st
     env = dict(os.environ)
     # Whatever the calling environment says, the project uses its own settings
     # and only the database/model given here.
-    for name in [n for n in env if n.startswith("OAR_DB_")] + ["OAR_APPLICATION_MODEL"]:
+    for name in [n for n in env if n.startswith("OAR_DB_")] + ["OAR_APPLICATION_MODEL", "OAR_EXTRA_APPS"]:
         env.pop(name, None)
     env.update(target.django_env())
     env["DJANGO_SETTINGS_MODULE"] = "testproject.settings"

@@ -11,6 +11,10 @@ The database is chosen by environment variables:
 ``OAR_APPLICATION_MODEL``
     Optional, e.g. ``swapapp.MyApplication``: swaps django-oauth-toolkit's
     Application model (and installs the ``swapapp`` app).
+``OAR_EXTRA_APPS``
+    Optional, comma-separated test apps to install as well, e.g. ``library``
+    (seed 003's Author/Article, used by tests/test_db_surrogate_pk.py). Unset,
+    no extra app is installed and other tests' databases are unaffected.
 """
 
 import os
@@ -34,6 +38,7 @@ INSTALLED_APPS = [
 if APPLICATION_MODEL:
     INSTALLED_APPS.insert(INSTALLED_APPS.index("oauth2_provider"), "swapapp")
     OAUTH2_PROVIDER_APPLICATION_MODEL = APPLICATION_MODEL
+INSTALLED_APPS += [a.strip() for a in os.environ.get("OAR_EXTRA_APPS", "").split(",") if a.strip()]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
