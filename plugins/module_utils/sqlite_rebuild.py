@@ -49,12 +49,13 @@ def column_name(definition):
     return m.group(1) if m else None
 
 
-def rebuild(ctx, table, replace_columns, drop_index_names=(), extra_indexes=()):
+def rebuild(ctx, table, replace_columns, drop_index_names=(), extra_indexes=(), transform=None):
     """Re-create ``table`` with some column definitions replaced.
 
     ``replace_columns``: {column: new definition text (without the name)}.
     ``drop_index_names``: explicit indexes not to re-create. ``extra_indexes``: CREATE INDEX
-    statements to run after the rebuild.
+    statements to run after the rebuild. ``transform``: a function applied to the new table's
+    CREATE TABLE statement (e.g. to re-target a REFERENCES clause).
     """
     conn = ctx.conn
     q = conn.dialect.quote
@@ -76,8 +77,11 @@ def rebuild(ctx, table, replace_columns, drop_index_names=(), extra_indexes=()):
         "SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = %s AND sql IS NOT NULL", [table])
         if name not in drop_index_names]
     col_list = ", ".join(q(c) for c in columns)
+    create = "CREATE TABLE %s (%s)" % (q(tmp), ", ".join(new_defs))
+    if transform is not None:
+        create = transform(create)
     statements = [
-        "CREATE TABLE %s (%s)" % (q(tmp), ", ".join(new_defs)),
+        create,
         "INSERT INTO %s (%s) SELECT %s FROM %s" % (q(tmp), col_list, col_list, q(table)),
         "DROP TABLE %s" % q(table),
         "ALTER TABLE %s RENAME TO %s" % (q(tmp), q(table)),
@@ -87,9 +91,16 @@ def rebuild(ctx, table, replace_columns, drop_index_names=(), extra_indexes=()):
     ctx.apply_timeouts()
     conn.execute("BEGIN IMMEDIATE")
     try:
+        # DROP TABLE forgets an AUTOINCREMENT table's counter, and the copy only sets it to MAX(id): keep it, so
+        # that the ids of deleted rows are never handed out again
+        seq = None
+        if conn.scalar("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'sqlite_sequence'"):
+            seq = conn.scalar("SELECT seq FROM sqlite_sequence WHERE name = %s", [table])
         conn.execute("DROP TABLE IF EXISTS %s" % q(tmp))
         for statement in statements:
             conn.execute(statement)
+        if seq is not None:
+            conn.execute("UPDATE sqlite_sequence SET seq = %s WHERE name = %s AND seq < %s", (seq, table, seq))
         problems = conn.query("PRAGMA foreign_key_check(%s)" % q(table))
         if problems:
             raise OAuthRepairError("rebuilding %s would break %d foreign key reference(s)" % (table, len(problems)),
