@@ -5,16 +5,20 @@
 
 from __future__ import annotations
 
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils import repair_checksum
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import repair_checksum, repair_seed000
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Plan
 
 #: the finding codes oauth_repair can repair today, and the builder of their steps
-SUPPORTED = set(repair_checksum.CODES)
+SUPPORTED = set(repair_checksum.CODES) | set(repair_seed000.CODES)
 CHECKSUM_MIGRATIONS = (repair_checksum.SPECS["accesstoken"]["migration"],
                        repair_checksum.SPECS["refreshtoken"]["migration"])
 
 
-def repairable(finding):
+def repairable(finding, engine=None):
+    if finding["code"] in repair_seed000.CODES or (
+            finding["code"] == "migration_half_applied"
+            and finding["details"].get("migration") not in CHECKSUM_MIGRATIONS):
+        return repair_seed000.repairable(finding, engine)
     if finding["code"] in SUPPORTED:
         return True
     return finding["code"] == "migration_half_applied" and finding["details"].get("migration") in CHECKSUM_MIGRATIONS
@@ -29,8 +33,11 @@ def select(findings, fix):
 
 
 def build_plan(snapshot, findings, options):
-    chosen = [f for f in findings if repairable(f)]
+    chosen = [f for f in findings if repairable(f, snapshot.conn.engine)]
     plan = Plan()
+    # seed 000 first: the checksum work of 0012/0015 comes after 0004 in DOT's history, and its ALTERs
+    # must not fail on a key still being widened
+    plan.extend(repair_seed000.build(snapshot, chosen, options))
     plan.extend(repair_checksum.build(snapshot, chosen, options.get("checksum_mode") or "complete"))
     return plan
 

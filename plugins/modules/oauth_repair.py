@@ -17,12 +17,32 @@ description:
     RV(ignore:changed=false).
   - Repairs available in this version - the C(token_checksum_*) findings and a half-applied
     C(0012_add_token_checksum) / C(0015_refreshtoken_token_checksum) (field report 004), on MariaDB/MySQL,
-    PostgreSQL and SQLite. Findings without a repair here are returned in RV(not_repaired), never silently
+    PostgreSQL and SQLite; and the findings of field report 000 (run before the checksum steps) - see
+    C(docs/repairs-seed000.md). Findings without a repair here are returned in RV(not_repaired), never silently
     ignored.
+  - C(int_width_mismatch) (MariaDB/MySQL, PostgreSQL) - the primary key and every column that references it
+    (found in the catalog, in any table, and DOT's own relation columns) become C(bigint), AUTO_INCREMENT /
+    sequence / identity kept. Each foreign key is re-created with its exact name, columns and ON DELETE/ON
+    UPDATE read from the catalog, after a set-based orphan check; the foreign keys DOT expects but InnoDB
+    refused are created with DOT's names. MariaDB/MySQL copy each referencing table once (MODIFY and ADD
+    FOREIGN KEY in one ALTER with C(foreign_key_checks=0)); the dropped definitions are saved in the table
+    C(django_ops_oauth_repair_state) until they are back, so a killed run resumes. PostgreSQL does it in one
+    transaction, the foreign keys re-added C(NOT VALID) and then validated without blocking writers.
+  - C(missing_timestamp_columns) - C(created)/C(updated) added as DOT defines them, existing rows getting
+    the time of the repair (UTC), instantly, with no default left behind.
+  - C(migration_half_applied) (other than 0012/0015) - the missing columns, tables, foreign keys, indexes and
+    types created with DOT's own names and types, so that recording the migration afterwards is true.
+  - C(migration_stale_names) - the C(django_migrations) rows of the migrations DOT 1.3 squashed away are
+    removed (Django ignores them; they only make the history untrue).
   - Every DDL statement runs under O(lock_timeout) and O(statement_timeout); a lock that cannot be had fails
     the step cleanly instead of queueing behind traffic.
   - The module does not record migrations; RV(completed_migrations) lists the ones whose work it completed, for
     M(django_ops.oauth_repair.django_migration) (or C(manage.py migrate --fake)) to record.
+  - With O(engine=mssql) (SQL Server, field report 002) nothing is executed - the module reads the catalog
+    snapshot O(catalog_snapshot) and returns the T-SQL plan for C(nullable_unique_mssql) (filtered unique
+    indexes) and C(int_width_mismatch) (int to bigint keys) in RV(plan) and RV(tsql_script), always with
+    RV(ignore:changed=false) and an empty RV(executed_queries), as check mode would. That plan has not been run
+    against a live SQL Server; see the collection's C(docs/sqlserver.md).
 author:
   - Django Ops maintainers (@django-ops)
 extends_documentation_fragment:
@@ -76,6 +96,11 @@ options:
     type: str
     choices: [fail, keep_newest]
     default: fail
+  mssql_online:
+    description:
+      - O(engine=mssql) only. Whether the filtered unique indexes are built with C(ONLINE = ON) (Enterprise,
+        Developer and Evaluation editions, Azure SQL). Omitted, it is decided from the edition in the snapshot.
+    type: bool
 attributes:
   check_mode:
     support: full
@@ -101,6 +126,22 @@ EXAMPLES = r'''
     app: oauth2_provider
     name: "{{ item }}"
   loop: "{{ repair.completed_migrations }}"
+
+- name: Repair a site from before DOT 1.3 (int ids, 0004 dead half-way), then record what it completed
+  django_ops.oauth_repair.oauth_repair:
+    engine: mysql
+    db: site
+    fix: [int_width_mismatch, migration_half_applied, missing_timestamp_columns, migration_stale_names]
+    lock_timeout: 3000
+  register: seed000
+
+- name: Record the migrations whose work is now complete (0004 here)
+  django_ops.oauth_repair.django_migration:
+    engine: mysql
+    db: site
+    app: oauth2_provider
+    names: "{{ seed000.completed_migrations }}"
+  when: seed000.completed_migrations | length > 0
 
 - name: Before upgrading DOT, do 0012's slow work online on a live database
   django_ops.oauth_repair.oauth_repair:
@@ -161,13 +202,23 @@ completed_migrations:
   type: list
   elements: str
 report:
-  description: Extra facts of the run, such as C(checksum_duplicates) (groups and row ids) or C(sqlite_rebuilds).
+  description:
+    - Extra facts of the run, such as C(checksum_duplicates) (groups and row ids), C(sqlite_rebuilds),
+      C(saved_foreign_keys) and C(foreign_keys_created) (widening), C(orphans) (values and row ids that stop a
+      foreign key) or C(removed_migration_rows).
   returned: always
   type: dict
 progress:
   description: The last progress entry of each batched step.
   returned: always
   type: dict
+tsql_script:
+  description:
+    - O(engine=mssql) only. The whole T-SQL plan, one C(GO) batch per step of RV(plan), each under a guard read
+      from the live catalog (a re-run skips what is done), key widenings in one transaction each. Run it with
+      C(sqlcmd -b). It has not been run against a live SQL Server by this collection.
+  returned: when O(engine=mssql)
+  type: str
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -178,6 +229,7 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import diagnose
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
     DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail)
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import mssql_plan
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Progress
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import (
     build_plan, repairable, schema_text, select)
@@ -195,6 +247,7 @@ def main():
         throttle=dict(type="float", default=0),
         progress_file=dict(type="path"),
         checksum_duplicates=dict(type="str", choices=["fail", "keep_newest"], default="fail"),
+        mssql_online=dict(type="bool"),
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True,
                            required_by=DIAGNOSIS_REQUIRED_BY)
@@ -207,6 +260,9 @@ def main():
     run_options = ("checksum_mode", "lock_timeout", "statement_timeout", "batch_size", "throttle",
                    "checksum_duplicates")
     options.update((k, p[k]) for k in run_options)
+    if p["engine"] == "mssql":  # plan only, from a catalog snapshot; never executed (docs/sqlserver.md)
+        options["mssql_online"] = p["mssql_online"]
+        mssql_plan.repair_module(module, options)
     conn = connect(module)
     ctx = None
     try:
@@ -247,7 +303,7 @@ def main():
             findings_before=[f["code"] for f in before["findings"]],
             findings=after["findings"],
             not_repaired=[dict(code=f["code"], objects=f["objects"], message=f["message"])
-                          for f in chosen if not repairable(f)],
+                          for f in chosen if not repairable(f, conn.engine)],
             completed_migrations=completed,
             report=ctx.report,
             progress=ctx.progress.steps,

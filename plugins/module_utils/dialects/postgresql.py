@@ -122,6 +122,31 @@ class PostgreSQLDialect(BaseDialect):
             return []
         return self._foreign_keys(conn, "con.confrelid", [oid])
 
+    def constraint_definitions(self, conn, table):
+        """{constraint name: (pg_get_constraintdef text, validated)} of the foreign keys of any table that
+        reference ``table``, and of ``table``'s own, as the server spells them (for an exact re-creation)."""
+        self.validate_identifier(table)
+        rows = conn.query(
+            "SELECT con.conname, pg_get_constraintdef(con.oid), con.convalidated FROM pg_constraint con "
+            "JOIN pg_class t ON t.oid = con.conrelid JOIN pg_class r ON r.oid = con.confrelid "
+            "JOIN pg_namespace n ON n.oid = t.relnamespace WHERE con.contype = 'f' "
+            "AND n.nspname = current_schema() AND (r.relname = %s OR t.relname = %s)", [table, table])
+        return dict((name, (definition, bool(valid))) for name, definition, valid in rows)
+
+    def serial_sequence(self, conn, table, column):
+        """(sequence name, its type, whether ``column`` is an identity column) of an auto-increment column,
+        or None when the column owns no sequence."""
+        self.validate_identifier(table)
+        self.validate_identifier(column)
+        seq = conn.scalar("SELECT pg_get_serial_sequence(%s, %s)", [self.quote(table), column])
+        if seq is None:
+            return None
+        seqtype, identity = conn.query_one(
+            "SELECT format_type(s.seqtypid, NULL), COALESCE(a.attidentity, '') FROM pg_sequence s, pg_attribute a "
+            "WHERE s.seqrelid = %s::regclass AND a.attrelid = %s::regclass AND a.attname = %s",
+            [seq, self.quote(table), column])
+        return seq, seqtype, bool(identity)
+
     def estimated_rows(self, conn, tables):
         if not tables:
             return {}
