@@ -305,9 +305,11 @@ def scenario_naive(target):
                                                else "DROP CONSTRAINT", q(target, name)))
         if column_is_int(target, table, column):
             nullable = [c for c in data.table_columns(target, table) if c.name == column][0].nullable
-            widen.append("ALTER TABLE %s MODIFY %s bigint %s" % (t, q(target, column), "NULL" if nullable else
-                                                                  "NOT NULL") if target.engine == "mysql" else
-                         "ALTER TABLE %s ALTER COLUMN %s TYPE bigint" % (t, q(target, column)))
+            null_sql = "NULL" if nullable else "NOT NULL"
+            if target.engine == "mysql":
+                widen.append("ALTER TABLE %s MODIFY %s bigint %s" % (t, q(target, column), null_sql))
+            else:
+                widen.append("ALTER TABLE %s ALTER COLUMN %s TYPE bigint" % (t, q(target, column)))
         adds.append("ALTER TABLE %s ADD CONSTRAINT %s %s" % (t, q(target, name), definition))
     if target.engine == "mysql":
         pk = ["ALTER TABLE %s MODIFY `id` bigint NOT NULL AUTO_INCREMENT" % q(target, APP)]
@@ -605,17 +607,16 @@ def main(argv=None):
     signal.signal(signal.SIGTERM, _terminate)
     facts = machine_facts()
     results = []
-    if True:
-        for engine in args.engines:
-            try:
-                result = bench_engine(engine, args.rows, args.repeat)
-            except Exception as exc:  # noqa: BLE001 - report, go on with the next engine
-                traceback.print_exc()
-                result = dict(benchmark="widen", engine=engine, rows=args.rows, ok=False,
-                              error="%s: %s" % (type(exc).__name__, exc))
-            result["machine"] = facts
-            results.append(result)
-            log("%s: results in %s" % (engine, os.path.relpath(write_json(result), ROOT)))
+    for engine in args.engines:
+        try:
+            result = bench_engine(engine, args.rows, args.repeat)
+        except Exception as exc:  # noqa: BLE001 - report, go on with the next engine
+            traceback.print_exc()
+            result = dict(benchmark="widen", engine=engine, rows=args.rows, ok=False,
+                          error="%s: %s" % (type(exc).__name__, exc))
+        result["machine"] = facts
+        results.append(result)
+        log("%s: results in %s" % (engine, os.path.relpath(write_json(result), ROOT)))
     print()
     print_table(results)
     failed = [r["engine"] for r in results if not r.get("ok")]

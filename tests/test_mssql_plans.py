@@ -188,7 +188,7 @@ def classify(statement):
 def test_query_file_is_the_module_query_and_produces_every_key_the_fixtures_use():
     mssql = module_utils("dialects.mssql")
     text = (ROOT / "files" / "mssql_catalog_snapshot.sql").read_text()
-    header, _, body = text.partition("SET NOCOUNT ON;")
+    header, _sep, body = text.partition("SET NOCOUNT ON;")
     assert "SET NOCOUNT ON;" + body == mssql.CATALOG_QUERY
     assert all(line.startswith("--") for line in header.splitlines())
     for statement in re.findall(r"\b(INSERT|UPDATE|DELETE|DROP|ALTER|CREATE|TRUNCATE|MERGE)\b", mssql.CATALOG_QUERY):
@@ -318,7 +318,7 @@ def test_plan_seed002_filtered_unique_indexes():
     assert d2["columns"] == [("token_checksum", False), ("revoked", False)]
     assert not_null_columns(d2["where"]) == ["token_checksum", "revoked"]
     # nothing else is touched: no table, column or constraint outside these
-    assert {k for k, _ in kinds} == {"set", "create_index", "drop_constraint", "drop_index"}
+    assert {entry[0] for entry in kinds} == {"set", "create_index", "drop_constraint", "drop_index"}
     assert not result["not_repaired"]
 
 
@@ -689,7 +689,7 @@ def test_stand_in_connection_never_runs_sql():
     conn = connection.connect(params("seed002"))
     assert isinstance(conn, connection.CatalogConnection) and conn.raw is None
     for call in (lambda: conn.execute("DROP TABLE x"), lambda: conn.query("SELECT 1"),
-                 lambda: conn.scalar("SELECT 1"), lambda: conn.cursor()):
+                 lambda: conn.scalar("SELECT 1"), conn.cursor):
         with pytest.raises(common.OAuthRepairError, match="plan-only"):
             call()
     assert conn.executed_queries == []

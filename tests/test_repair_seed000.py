@@ -764,7 +764,10 @@ def test_half_applied_0004_completed_like_dot(make_db, template, engine):
     schema equals the one DOT's own migrations build; recorded, migrate runs to the end."""
     db = make_db(engine, None)
     migrate(db, DOT, "0003_auto_20201211_1314")
-    q = lambda n: qi(db, n)  # noqa: E731
+
+    def q(name):
+        return qi(db, name)
+
     db.execute("ALTER TABLE %s ADD COLUMN %s varchar(5) DEFAULT '' NOT NULL" % (q(APP), q("algorithm")))
     db.execute("ALTER TABLE %s ALTER COLUMN %s DROP DEFAULT" % (q(APP), q("algorithm")))
     db.execute("ALTER TABLE %s ADD COLUMN %s varchar(255) DEFAULT '' NOT NULL" % (q(GRANT), q("nonce")))

@@ -105,8 +105,9 @@ class CatalogDetector(Detector):
                 "types (error 1778), so the DOT migrations that create one fail; widening it means dropping and "
                 "recreating every key, index and constraint on those columns" % (
                     pk["table"], pk["column"], pk["type"],
-                    ", ".join("%s.%s (%s%s)" % (r["table"], r["column"], r["type"],
-                                               ", no foreign key" if r["fk_missing"] else "") for r in refs)))
+                    ", ".join("%s.%s (%s%s)" % (
+                        r["table"], r["column"], r["type"], ", no foreign key" if r["fk_missing"] else "")
+                        for r in refs)))
 
     def nullable_unique(self):
         """Every table of the snapshot, the site's own included: SQL Server gets them all wrong."""
@@ -176,7 +177,7 @@ class MSSQLStep(Step):
     def describe(self):
         d = super().describe()
         d.update(tables=list(self.tables), guard=self.guard, transaction=self.transaction,
-                 verify=[c for c, _ in self.verify], notes=list(self.notes))
+                 verify=[entry[0] for entry in self.verify], notes=list(self.notes))
         return d
 
 
@@ -330,7 +331,7 @@ class PlanBuilder(object):
         def touches(tname, cols):
             return any((tname, c) in altered for c in cols)
 
-        tables = sorted(set(t for t, _ in alter))
+        tables = sorted(set(entry[0] for entry in alter))
         fks = sorted([fk for t in sorted(self.work) for fk in self.work[t].foreign_keys
                       if touches(fk.table, fk.columns) or touches(fk.ref_table, fk.ref_columns)],
                      key=lambda fk: (fk.table, fk.name))
@@ -426,7 +427,7 @@ class PlanBuilder(object):
             if any(side in altered for side in sides):
                 raise Refused("foreign key %s.%s crosses schemas (%s -> %s): this version plans one schema only" % (
                     fk.get("schema"), fk.get("name"), fk.get("schema"), fk.get("ref_schema")))
-        for tname in sorted(set(t for t, _ in altered)):
+        for tname in sorted(set(entry[0] for entry in altered)):
             table = self.work[tname]
             for idx in table.indexes:
                 cols = idx.columns + idx.included

@@ -533,8 +533,8 @@ class Widen(object):
 
         steps.append(self._step(
             "save_drop_fks", "save the definitions of the %d foreign key(s) that reference %s.%s in %s, then drop "
-            "them (MariaDB/MySQL cannot change a column a foreign key uses)" % (len(drop), self.table, self.column,
-                                                                              STATE_TABLE),
+            "them (MariaDB/MySQL cannot change a column a foreign key uses)" % (
+                len(drop), self.table, self.column, STATE_TABLE),
             self.table, duration="instant", online=True,
             sql=([store.create_sql(), store.save_sql()] + self._drop_sql(drop)) if drop else [],
             done=save_drop_done, run=save_drop_run))
@@ -812,8 +812,8 @@ def timestamp_steps(snap, finding, options):
         steps.extend(_add_columns_steps(
             conn, table, [(c, ddl_type, literal, False) for c in columns], "missing_timestamp_columns",
             "add_timestamps", "add %s as DOT's models define them (%s NOT NULL), existing rows getting the time of "
-            "the repair (%s UTC); no default is left behind" % (", ".join("%s.%s" % (table, c) for c in columns),
-                                                               ddl_type, when.isoformat(sep=" ")), None))
+            "the repair (%s UTC); no default is left behind" % (
+                ", ".join("%s.%s" % (table, c) for c in columns), ddl_type, when.isoformat(sep=" ")), None))
     return steps
 
 

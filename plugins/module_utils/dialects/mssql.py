@@ -542,7 +542,7 @@ def build_catalog(doc, source, digest=None):
             computed=bool(entry.get("computed")), computed_definition=entry.get("computed_definition"),
             default_name=entry.get("default_name"))))
     for table in tables.values():
-        table.columns = [c for _, c in sorted(table.columns, key=lambda x: x[0])]
+        table.columns = [entry[1] for entry in sorted(table.columns, key=lambda x: x[0])]
 
     def known_column(table, column, what):
         if table.column(column) is None:

@@ -1,0 +1,264 @@
+# -*- coding: utf-8 -*-
+# Copyright: (c) 2026, django_ops.oauth_repair contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Reports of a rollout: one JSON and one Markdown file per host, and a fleet summary."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.backup import write_private
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import redact
+
+STAGES = ("preflight", "backup", "maintenance_window", "repair", "fake_migration", "deploy", "verify", "rollback")
+FLEET_NAME = "fleet"
+RUNS = "runs"
+KEEP_RUNS = 30
+
+
+def parse_time(text):
+    if not text:
+        return None
+    try:
+        return datetime.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def seconds_between(start, end):
+    a, b = parse_time(start), parse_time(end)
+    if a is None or b is None:
+        return None
+    return round((b - a).total_seconds(), 3)
+
+
+def complete_host_report(report):
+    """Add what can be computed: stage durations, total duration, window length; slim the findings."""
+    report = dict(report)
+    marks = report.get("stages") or {}
+    starts = sorted(((stage, parse_time(t)) for stage, t in marks.items() if parse_time(t) is not None),
+                    key=lambda item: item[1])
+    end = parse_time(report.get("finished"))
+    durations = {}
+    for i, (stage, start) in enumerate(starts):
+        stop = starts[i + 1][1] if i + 1 < len(starts) else end
+        if stop is not None:
+            durations[stage] = round((stop - start).total_seconds(), 3)
+    report["durations"] = durations
+    report["duration"] = seconds_between(report.get("started"), report.get("finished"))
+    window = dict(report.get("window") or {})
+    if window.get("entered"):
+        window["seconds"] = seconds_between(window.get("started"), window.get("finished"))
+    report["window"] = window
+    keep = ("code", "severity", "objects", "message", "seed", "repair")
+    report["findings_before_detail"] = [dict((k, f.get(k)) for k in keep)
+                                        for f in report.get("findings_before_detail") or [] if isinstance(f, dict)]
+    return report
+
+
+def _table(headers, rows):
+    def cell(v):
+        text = "" if v is None else (", ".join(str(x) for x in v) if isinstance(v, (list, tuple)) else str(v))
+        return text.replace("|", "\\|").replace("\n", " ")
+    lines = ["| %s |" % " | ".join(headers), "|%s|" % "|".join(["---"] * len(headers))]
+    lines += ["| %s |" % " | ".join(cell(value) for value in row) for row in rows]
+    return lines
+
+
+def host_markdown(r):
+    out = ["# OAuth repair: %s" % r.get("host"), ""]
+    db = r.get("database") or {}
+    out += [
+        "- **outcome**: %s%s" % (r.get("outcome"), " (stage %s)" % r["failed_stage"] if r.get("failed_stage") else ""),
+        "- **mode**: %s, run `%s`, group `%s`" % (r.get("mode"), r.get("run_id"), r.get("group")),
+        "- **database**: %s `%s`%s" % (db.get("engine"), db.get("name"), " on %s" % db["host"] if db.get("host") else ""),
+        "- **started** %s, **finished** %s (%ss)" % (r.get("started"), r.get("finished"), r.get("duration")),
+    ]
+    if r.get("error"):
+        out.append("- **error**: %s" % r["error"])
+    out += ["", "## Findings before", ""]
+    detail = r.get("findings_before_detail") or []
+    rows = [(f.get("code"), f.get("severity"), f.get("objects")) for f in detail]
+    out += _table(["code", "severity", "objects"], rows) if rows else ["none"]
+    plan = r.get("plan") or []
+    out += ["", "## Plan", ""]
+    if plan:
+        out += _table(["#", "step", "table", "lock", "duration", "online", "status", "seconds"],
+                      [(i + 1, s.get("key"), s.get("table"), s.get("lock"), s.get("duration"), s.get("online"),
+                        s.get("status"), s.get("seconds")) for i, s in enumerate(plan)])
+        sql = [q for s in plan for q in (s.get("sql") or [])]
+        if sql:
+            out += ["", "```sql"] + ["%s;" % q.rstrip(";") for q in sql] + ["```"]
+    else:
+        out.append("nothing to do")
+    if r.get("not_repaired"):
+        out += ["", "Not repaired by this version: %s" % ", ".join(f.get("code", "?") for f in r["not_repaired"])]
+    out += ["", "## Stages", ""]
+    out += _table(["stage", "seconds"], sorted((r.get("durations") or {}).items(),
+                                               key=lambda kv: STAGES.index(kv[0]) if kv[0] in STAGES else 99))
+    w = r.get("window") or {}
+    out += ["", "## Maintenance window", ""]
+    if w.get("entered"):
+        out.append("- entered %s, left %s: **%ss** (%s)" % (
+            w.get("started"), w.get("finished"), w.get("seconds"), ", ".join(w.get("mechanisms") or []) or "no mechanism"))
+        if w.get("sessions_waited") is not None:
+            out.append("- waited %ss for the application's sessions to drain" % w["sessions_waited"])
+    else:
+        out.append("- not entered: %s" % (w.get("reason") or "not needed"))
+    b = r.get("backup") or {}
+    out += ["", "## Backup", ""]
+    if b.get("path"):
+        out.append("- `%s` (sha256 `%s`, %s bytes)" % (b.get("path"), b.get("sha256"), b.get("size")))
+        out.append("- verified: **%s**%s" % (b.get("verified"), " - %s" % b["method"] if b.get("method") else ""))
+    else:
+        out.append("- none: %s" % (b.get("reason") or "not taken"))
+    out += ["", "## Migrations recorded", "", ", ".join(r.get("recorded") or []) or "none"]
+    v = r.get("verification") or {}
+    out += ["", "## Verification", ""]
+    checks = v.get("checks") or []
+    out += _table(["check", "ok", "detail"], [(c.get("name"), c.get("ok"), c.get("detail")) for c in checks]) \
+        if checks else ["not run"]
+    out += ["", "Findings after: %s" % (", ".join(r.get("findings_after") or []) or "none"),
+            "Healthy: **%s**" % r.get("healthy")]
+    rb = r.get("rollback") or {}
+    if rb:
+        out += ["", "## Rollback", ""]
+        out += ["- %s: %s" % (k, v) for k, v in sorted(rb.items())]
+    return "\n".join(out) + "\n"
+
+
+def run_dir(report_dir, run_id):
+    """Where the reports of one run are kept (the top-level files are the latest run's)."""
+    return os.path.join(report_dir, RUNS, safe_name(run_id))
+
+
+def safe_name(text):
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in str(text))
+
+
+def write_host_report(report_dir, report, secrets=(), keep_runs=KEEP_RUNS):
+    """Write ``<host>.json`` and ``<host>.md`` (mode 0600), in ``report_dir`` (the latest) and in the run's own
+    directory ``runs/<run_id>/``; returns (report, paths, changed)."""
+    report = redact(complete_host_report(report), secrets)
+    name = safe_name(report["host"])
+    json_text, md_text = json.dumps(report, indent=2, default=str) + "\n", host_markdown(report)
+    paths, changed = _write_pair(os.path.join(_mkdir(report_dir), name), json_text, md_text)
+    if report.get("run_id"):
+        more, changed_too = _write_pair(os.path.join(_mkdir(run_dir(report_dir, report["run_id"])), name),
+                                        json_text, md_text)
+        paths += more
+        changed = changed or changed_too
+        prune_runs(report_dir, keep_runs)
+    return report, (paths, changed)
+
+
+def _mkdir(path):
+    if not os.path.isdir(path):
+        os.makedirs(path, 0o700)
+    return path
+
+
+def prune_runs(report_dir, keep):
+    """Keep the reports of the ``keep`` newest runs (run ids sort by time)."""
+    root = os.path.join(report_dir, RUNS)
+    if not keep or not os.path.isdir(root):
+        return []
+    runs = sorted(os.listdir(root), reverse=True)
+    removed = []
+    for name in runs[keep:]:
+        folder = os.path.join(root, name)
+        for f in os.listdir(folder):
+            os.unlink(os.path.join(folder, f))
+        os.rmdir(folder)
+        removed.append(folder)
+    return removed
+
+
+def _write_pair(base, json_text, md_text):
+    paths, changed = [], False
+    for path, text in ((base + ".json", json_text), (base + ".md", md_text)):
+        old = None
+        if os.path.exists(path):
+            with open(path) as f:
+                old = f.read()
+        if old != text or (os.stat(path).st_mode & 0o777) != 0o600:
+            write_private(path, text)
+            changed = True
+        paths.append(path)
+    return paths, changed
+
+
+def fleet_summary(report_dir, run_id, groups, complete=False):
+    """The summary of every host of ``groups`` (``{group: [hosts]}``) for run ``run_id``."""
+    hosts = {}
+    for group, names in groups.items():
+        for name in names:
+            path = os.path.join(run_dir(report_dir, run_id), "%s.json" % safe_name(name))
+            entry = dict(group=group, outcome="not run", report=None)
+            if os.path.exists(path):
+                with open(path) as f:
+                    r = json.load(f)
+                if r.get("run_id") == run_id:
+                    entry = dict(group=group, outcome=r.get("outcome"), report=path, started=r.get("started"),
+                                 finished=r.get("finished"), duration=r.get("duration"),
+                                 findings_before=r.get("findings_before"), findings_after=r.get("findings_after"),
+                                 healthy=r.get("healthy"), window_seconds=(r.get("window") or {}).get("seconds"),
+                                 backup=(r.get("backup") or {}).get("path"),
+                                 backup_verified=(r.get("backup") or {}).get("verified"),
+                                 recorded=r.get("recorded"), failed_stage=r.get("failed_stage"),
+                                 error=r.get("error"))
+            hosts[name] = entry
+    staging_end = [parse_time(h.get("finished")) for h in hosts.values() if h["group"] == "staging" and h.get("finished")]
+    prod_start = [parse_time(h.get("started")) for h in hosts.values()
+                  if h["group"] == "production" and h.get("started")]
+    order_ok = None
+    if staging_end and prod_start:
+        order_ok = max(staging_end) <= min(prod_start)
+    counts = {}
+    for h in hosts.values():
+        counts[h["outcome"]] = counts.get(h["outcome"], 0) + 1
+    return dict(run_id=run_id, complete=complete, generated=datetime.datetime.now(datetime.timezone.utc).isoformat(),
+                groups=groups, hosts=hosts, counts=counts, staging_finished_before_production=order_ok)
+
+
+def fleet_markdown(s):
+    out = ["# OAuth repair: fleet summary", "",
+           "- run `%s`%s, generated %s" % (s["run_id"], "" if s["complete"] else " (in progress or stopped)",
+                                           s["generated"]),
+           "- outcomes: %s" % ", ".join("%s %s" % (v, k) for k, v in sorted(s["counts"].items())),
+           "- every staging host finished before any production host started: %s"
+           % s["staging_finished_before_production"], ""]
+    rows = []
+    for group in ("staging", "production"):
+        for name in s["groups"].get(group, []):
+            h = s["hosts"][name]
+            rows.append((name, group, h["outcome"], h.get("started"), h.get("finished"),
+                         h.get("findings_before"), h.get("findings_after"), h.get("window_seconds"),
+                         h.get("backup_verified")))
+    out += _table(["host", "group", "outcome", "started", "finished", "findings before", "findings after",
+                   "window s", "backup verified"], rows)
+    return "\n".join(out) + "\n"
+
+
+def write_fleet_summary(report_dir, run_id, groups, complete=False):
+    """Write ``fleet.json`` and ``fleet.md`` in ``report_dir`` and in the run's directory."""
+    summary = fleet_summary(report_dir, run_id, groups, complete)
+    paths, changed = [], False
+    for folder in (report_dir, run_dir(report_dir, run_id)):
+        base = os.path.join(_mkdir(folder), FLEET_NAME)
+        old = None
+        if os.path.exists(base + ".json"):
+            with open(base + ".json") as f:
+                try:
+                    old = dict(json.load(f), generated=None)
+                except ValueError:
+                    old = None
+        if old == json.loads(json.dumps(dict(summary, generated=None), default=str)) and os.path.exists(base + ".md"):
+            paths += [base + ".json", base + ".md"]
+            continue
+        more, written = _write_pair(base, json.dumps(summary, indent=2, default=str) + "\n", fleet_markdown(summary))
+        paths += more
+        changed = changed or written
+    return summary, paths, changed
