@@ -61,7 +61,7 @@ class Step(object):
     def describe(self):
         return dict(key=self.key, finding=self.finding, description=self.description, table=self.table,
                     lock=self.lock, duration=self.duration, online=self.online, sql=list(self.sql),
-                    migration=self.migration)
+                    migration=self.migration, changes_type=self.changes_type)
 
 
 class Live(object):
