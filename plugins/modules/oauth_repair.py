@@ -174,7 +174,7 @@ plan:
   description:
     - The steps, in order, each with C(key), C(finding), C(description), C(table), C(lock) (which lock it takes),
       C(duration) (C(instant), C(batched) or C(proportional) to the table size), C(online), C(sql),
-      C(migration), C(changes_type) (the step changes a column's type: long-lived application connections may
+      C(migration), C(changes_type) (the step changes a column's type, so long-lived application connections may
       need recycling), and C(status) (C(done_already), C(would_run), C(ran), C(failed)), C(seconds) and, for batched
       steps, C(progress).
   returned: always
