@@ -1242,7 +1242,7 @@ def main(argv=None):
                 results.append(result)
         print_results(results, results[0].get("machine") or facts)
         section = docs_section(results, results[0].get("machine") or facts, args)
-        log("wrote %s" % os.path.relpath(common_write_docs(section), ROOT))
+        log("wrote %s" % os.path.relpath(common.write_docs(section, DOCS_BEGIN, DOCS_END), ROOT))
         return 0
     results = []
     for engine in args.engines:
@@ -1265,21 +1265,12 @@ def main(argv=None):
         if wrong or errors or args.scenarios != list(SCENARIOS):
             log("not writing docs: a result was wrong, a size could not run, or scenarios were left out")
         else:
-            log("wrote %s" % os.path.relpath(common_write_docs(docs_section(results, facts, args)), ROOT))
+            section = docs_section(results, facts, args)
+            log("wrote %s" % os.path.relpath(common.write_docs(section, DOCS_BEGIN, DOCS_END), ROOT))
     if wrong or errors:
         print("\nFAILED: a scenario gave a wrong result or could not run (see above)")
         return 1
     return 0
-
-
-def common_write_docs(section):
-    """bench_oauth_info's writer, with this benchmark's markers."""
-    saved = common.DOCS_BEGIN, common.DOCS_END
-    common.DOCS_BEGIN, common.DOCS_END = DOCS_BEGIN, DOCS_END
-    try:
-        return common.write_docs(section)
-    finally:
-        common.DOCS_BEGIN, common.DOCS_END = saved
 
 
 if __name__ == "__main__":

@@ -762,16 +762,18 @@ def docs_section(results, facts, n_rows, repeat):
     return "\n".join(lines) + "\n"
 
 
-def write_docs(section):
+def write_docs(section, begin_marker=DOCS_BEGIN, end_marker=DOCS_END):
+    """Replace the section between the markers in docs/performance.md (or append it); the other benchmarks
+    (bench_widen, bench_checksum) write their own sections through this with their markers."""
     os.makedirs(os.path.dirname(DOCS_FILE), exist_ok=True)
     if os.path.exists(DOCS_FILE):
         with open(DOCS_FILE) as fh:
             text = fh.read()
     else:
         text = DOCS_INTRO
-    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
+    begin, end = text.find(begin_marker), text.find(end_marker)
     if begin != -1 and end != -1 and end > begin:
-        end += len(DOCS_END)
+        end += len(end_marker)
         if text[end:end + 1] == "\n":
             end += 1
         text = text[:begin] + section + text[end:]

@@ -41,18 +41,21 @@ import contextlib
 import datetime
 import json
 import os
-import platform
 import secrets
 import signal
 import sys
 import threading
 import time
 import traceback
-from importlib import metadata
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+if BENCH_DIR not in sys.path:
+    sys.path.insert(0, BENCH_DIR)
+
+import bench_oauth_info as common  # noqa: E402  (machine facts, docs writing)
 
 from tests.seed000_legacy import APP, AT, build_legacy  # noqa: E402
 from tests.support import data, servers  # noqa: E402
@@ -428,26 +431,6 @@ def bench_engine(engine, rows, repeat):
 # --------------------------------------------------------------------------
 
 
-def machine_facts():
-    packages = {}
-    for name in ("Django", "django-oauth-toolkit", "PyMySQL", "psycopg", "ansible-core"):
-        with contextlib.suppress(Exception):
-            packages[name] = metadata.version(name)
-    cpu = None
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    mem = None
-    with contextlib.suppress(OSError, ValueError):
-        with open("/proc/meminfo") as fh:
-            mem = round(int(fh.readline().split()[1]) / 1024 / 1024, 1)
-    return dict(cores=os.cpu_count(), cpu=cpu, memory_gib=mem, platform=platform.platform(),
-                python=platform.python_version(), packages=packages)
-
-
 def fmt(x):
     return "-" if x is None else "%.1f" % x if x >= 10 else "%.2f" % x
 
@@ -566,22 +549,6 @@ def docs_section(results, facts, rows):
     return "\n".join(lines) + "\n"
 
 
-def write_docs(section):
-    with open(DOCS_FILE) as fh:
-        text = fh.read()
-    begin, end = text.find(DOCS_BEGIN), text.find(DOCS_END)
-    if begin != -1 and end != -1 and end > begin:
-        end += len(DOCS_END)
-        if text[end:end + 1] == "\n":
-            end += 1
-        text = text[:begin] + section + text[end:]
-    else:
-        text = text.rstrip("\n") + "\n\n" + section
-    with open(DOCS_FILE, "w") as fh:
-        fh.write(text)
-    return DOCS_FILE
-
-
 def parse_args(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n", maxsplit=1)[0])
     parser.add_argument("--rows", type=int, default=3000000, help="access tokens (default 3000000)")
@@ -605,7 +572,7 @@ def _terminate(signum, _frame):
 def main(argv=None):
     args = parse_args(argv if argv is not None else sys.argv[1:])
     signal.signal(signal.SIGTERM, _terminate)
-    facts = machine_facts()
+    facts = common.machine_facts()
     results = []
     for engine in args.engines:
         try:
@@ -624,7 +591,8 @@ def main(argv=None):
         if failed:
             log("not writing docs: %s failed or ended wrong" % failed)
         else:
-            log("wrote %s" % os.path.relpath(write_docs(docs_section(results, facts, args.rows)), ROOT))
+            section = docs_section(results, facts, args.rows)
+            log("wrote %s" % os.path.relpath(common.write_docs(section, DOCS_BEGIN, DOCS_END), ROOT))
     missed = [r["engine"] for r in results if r.get("ok") and not r.get("meets_target")]
     if missed:
         print("\nabove the %gx target on: %s" % (TARGET_RATIO, ", ".join(missed)))

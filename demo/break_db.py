@@ -4,6 +4,9 @@
 2. An upgrade to DOT 3.0.0 died in 0012 the way it does where DDL is not transactional
    (shared/seeds/004): token_checksum exists, every row holds '', no unique index, 0012 unrecorded.
 3. django_migrations still has rows from before DOT 1.3's squash (shared/seeds/000).
+4. All of that with the release the site ran before (DEMO_RELEASE=before-swap: DOT's own Application model),
+   while the release being deployed (demosite/settings.py) swaps OAUTH2_PROVIDER_APPLICATION_MODEL to
+   demoapp.DemoApplication (shared/seeds/001): its migrate stops with InconsistentMigrationHistory.
 Prints the tokens (JSON) so that the demo can check they still authenticate afterwards.
 """
 import json
@@ -15,6 +18,7 @@ import django
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "site"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "demosite.settings")
+os.environ["DEMO_RELEASE"] = "before-swap"
 django.setup()
 
 from datetime import timedelta  # noqa: E402

@@ -669,11 +669,12 @@ def test_bad_input_changes_nothing(site, engine):
     assert r["object"] == "%s.logo_url" % OLD and "remove logo_url from extra_columns" in r["fix"]
     assert ok(swap(db, check_mode=True, extra_columns=[]))["changed"] is True
 
-    # a DOT column the old table lacks (DOT not migrated to its last Application migration): refused
-    db.execute("ALTER TABLE %s DROP COLUMN %s" % (qi(db, OLD), qi(db, "cimd_expires_at")))
+    # a DOT column the old table lacks at 0011 (DOT 0010's allowed_origins: not migrated far enough): refused
+    # (the columns of DOT 0019/0020 are added by the swap itself: test_swap_from_dot_0011)
+    db.execute("ALTER TABLE %s DROP COLUMN %s" % (qi(db, OLD), qi(db, "allowed_origins")))
     before = fingerprint(db)
     r = fails(db, before, extra_columns=[])
-    assert r["object"] == "%s.cimd_expires_at" % OLD and "migrate oauth2_provider" in r["fix"]
+    assert r["object"] == "%s.allowed_origins" % OLD and "migrate oauth2_provider to 0011" in r["fix"]
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -776,6 +777,73 @@ def test_extra_column_defaults(site, engine):
         assert history_rows(db) == history
         assert ok(swap(db, strategy=strategy, table=table, extra_columns=extras,
                        record_migration=False))["changed"] is False
+
+
+# --------------------------------------------------------------------------
+# 5b. A site still at DOT 0011 (the demo's case: upgrading DOT and swapping the model in one release)
+# --------------------------------------------------------------------------
+
+
+def _site_at(db, name):
+    """DOT migrated to ``name`` with its own model, two applications written by SQL (as the old release did)."""
+    migrate(db, "auth")
+    migrate(db, "oauth2_provider", name)
+    user_id = data.create_user(db, "oar-0011")
+    return [data.create_application(db, user_id, name="old %d" % i, client_type="confidential",
+                                    client_secret="pbkdf2_sha256$hashed-%d" % i) for i in range(2)]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("strategy", ["rename", "copy"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_swap_from_dot_0011(request, tmp_path, engine, strategy):
+    """DOT 0013-0020 change the Application table by schema operations Django skips for a swapped model
+    (registration_source, cimd_expires_at, wider client_id and authorization_grant_type). Swapping a table from
+    before them gives the custom model's table what its 0001_initial creates, existing rows get the values DOT's
+    own migrations give them, and Django then migrates the rest of DOT to the end: the schema equals a fresh
+    install's."""
+    server = None if engine == "sqlite" else request.getfixturevalue(_SERVER_FIXTURE[engine])
+    dbs = Databases(engine, server, tmp_path)
+    try:
+        db = dbs.empty()
+        ids = _site_at(db, "0011_refreshtoken_token_family")
+        before = rows_by_id(db, OLD)
+        assert_inconsistent_history(db)
+        result = ok(swap(db, strategy=strategy))
+        assert result["changed"] is True and result["recorded_migration"] == "swapapp.0001_initial"
+        after = rows_by_id(db, NEW)
+        assert sorted(after) == sorted(ids)
+        for row_id, row in before.items():
+            assert dict((k, v) for k, v in after[row_id].items() if k in row) == row
+            assert (after[row_id]["registration_source"], after[row_id]["cimd_expires_at"],
+                    after[row_id]["logo_url"]) == ("manual", None, "")
+        if engine != "sqlite":  # SQLite does not enforce varchar lengths
+            long_id = "c" * 255
+            db.execute("UPDATE %s SET client_id = %s WHERE id = %s" % (qi(db, NEW), db.placeholder, db.placeholder),
+                       (long_id, ids[0]))
+        assert ok(swap(db, strategy=strategy))["changed"] is False
+        assert_django_accepts(db)
+        reference = request.getfixturevalue("_swap_sites_" + engine).reference()
+        assert_like_django(db, reference)
+    finally:
+        dbs.close()
+
+
+@pytest.mark.parametrize("engine", [SQLITE])
+def test_swap_refuses_dcr_created(request, tmp_path, engine):
+    """Between DOT 0017 and 0019 the table has dcr_created, which 0019 (skipped for a swapped model) would turn
+    into registration_source='dcr': the swap refuses, names the column and the fix, and changes nothing."""
+    dbs = Databases(engine, None, tmp_path)
+    try:
+        db = dbs.empty()
+        _site_at(db, "0018_resource_indicators")
+        before = fingerprint(db)
+        result = swap(db, strategy="copy")
+        assert result.get("failed") and result["changed"] is False
+        assert "dcr_created" in result["msg"] and "0019_application_registration_source" in result["msg"]
+        assert fingerprint(db) == before
+    finally:
+        dbs.close()
 
 
 # --------------------------------------------------------------------------

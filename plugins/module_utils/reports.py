@@ -11,6 +11,7 @@ import os
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.backup import write_private
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import redact
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dot import APP as DOT_APP
 
 STAGES = ("preflight", "backup", "maintenance_window", "repair", "fake_migration", "deploy", "verify", "rollback")
 FLEET_NAME = "fleet"
@@ -114,7 +115,11 @@ def host_markdown(r):
         out.append("- verified: **%s**%s" % (b.get("verified"), " - %s" % b["method"] if b.get("method") else ""))
     else:
         out.append("- none: %s" % (b.get("reason") or "not taken"))
-    out += ["", "## Migrations recorded", "", ", ".join(r.get("recorded") or []) or "none"]
+    recorded = ["%s.%s" % (DOT_APP, name) if "." not in name else name for name in r.get("recorded") or []]
+    swapped = (r.get("swap") or {}).get("recorded_migration")
+    if swapped:
+        recorded.append("%s (by the swap of the application model)" % swapped)
+    out += ["", "## Migrations recorded", "", ", ".join(recorded) or "none"]
     v = r.get("verification") or {}
     out += ["", "## Verification", ""]
     checks = v.get("checks") or []

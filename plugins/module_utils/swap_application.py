@@ -52,12 +52,39 @@ DOT_APP = "oauth2_provider"
 DEFAULT_KEPT_TABLE = "oauth2_provider_application_old_swap"
 
 #: The columns of DOT 3.4's AbstractApplication: what the custom model's 0001_initial creates besides its
-#: own fields. A source table without one of them is a database DOT has not finished migrating.
+#: own fields. A source table without one of them (but those of LATE_COLUMNS) is a database DOT has not
+#: migrated to 0011.
 DOT_APPLICATION_COLUMNS = (
     "id", "client_id", "redirect_uris", "post_logout_redirect_uris", "client_type", "authorization_grant_type",
     "client_secret", "hash_client_secret", "name", "user_id", "skip_authorization", "created", "updated",
     "algorithm", "allowed_origins", "registration_source", "cimd_expires_at",
 )
+
+#: Changes DOT made to the Application table after 0011 (DOT 3.x) by schema operations that Django skips once
+#: the model is swapped (DOT's 0019 says so: "the swapped app has to add registration_source"). The custom
+#: model's 0001_initial, made with DOT 3.4, has them; a source table from before them gets them in the new table:
+#: missing columns with the value DOT's migration gives existing rows, and varchar columns widened.
+LATE_COLUMNS = {
+    # name: (migration, {engine: type}, default, null)
+    "registration_source": ("0019_application_registration_source", {
+        "postgresql": "varchar(32)", "mysql": "varchar(32)", "sqlite": "varchar(32)"}, "manual", False),
+    "cimd_expires_at": ("0020_cimd_application_fields", {
+        "postgresql": "timestamp with time zone", "mysql": "datetime(6)", "sqlite": "datetime"}, None, True),
+}
+LATE_WIDENED = {"authorization_grant_type": 44, "client_id": 255}  # 0013, 0020
+#: DOT 0017 added dcr_created and 0019 turned it into registration_source ('dcr'), then dropped it.
+DCR_CREATED = "dcr_created"
+
+
+
+def sqlite_widened(sql):
+    """A CREATE TABLE text (or its body) with the LATE_WIDENED columns at DOT 3.4's length. SQLite does not
+    enforce the length; the definition says what the custom model's 0001_initial says."""
+    for column, length in sorted(LATE_WIDENED.items()):
+        sql = re.sub(r'((?:"%s"|`%s`|\[%s\]|\b%s\b)\s+varchar\()\s*\d+\s*(\))' % ((re.escape(column),) * 4),
+                     r"\g<1>%d\2" % length, sql, count=1, flags=re.I)
+    return sql
+
 
 STRATEGIES = ("rename", "copy")
 PHASES = ("complete", "prepare")
@@ -72,6 +99,9 @@ LOCKS = {
         "mysql": "exclusive metadata lock, instant; InnoDB re-points the foreign keys of other tables",
         "sqlite": "database write lock, instant; SQLite rewrites the REFERENCES of other tables"},
     "sequence_name": {"postgresql": "ACCESS EXCLUSIVE on the sequence, instant"},
+    "widen": {"postgresql": "ACCESS EXCLUSIVE, instant (varchar widening: no rewrite, no index rebuild)",
+              "mysql": "in-place varchar widening (LOCK=NONE), metadata lock only",
+              "sqlite": "rebuild of the (small) application table under the database write lock"},
     "add_column": {
         "postgresql": "ACCESS EXCLUSIVE, instant (constant default, no rewrite)",
         "mysql": "metadata lock, instant ADD COLUMN", "sqlite": "database write lock, instant"},
@@ -384,14 +414,25 @@ class Swap(object):
                 fix="point db at the site's database; check model/table")
         source_name = self.old if self.old_exists else self.new
         self.source = self.table(source_name)
-        missing = [c for c in DOT_APPLICATION_COLUMNS if not self.source.has_column(c)]
+        if self.source.has_column(DCR_CREATED):
+            raise OAuthRepairError(
+                "%s has column %s (DOT 0017-0018): DOT's 0019 turns it into registration_source, which it skips "
+                "for a swapped model, so the swap would lose which applications came from dynamic registration" % (
+                    source_name, DCR_CREATED), obj="%s.%s" % (source_name, DCR_CREATED),
+                fix="migrate oauth2_provider to 0019_application_registration_source or later with the default "
+                    "model first, then swap")
+        self.late = [ExtraColumn(name, types[self.engine], default, null, default is not None)
+                     for name, (_migration, types, default, null) in sorted(LATE_COLUMNS.items())
+                     if self.engine in types and not self.source.has_column(name)]
+        self.extras = list(self.spec.extras) + self.late
+        missing = [c for c in DOT_APPLICATION_COLUMNS if not self.source.has_column(c) and c not in LATE_COLUMNS]
         if missing:
             raise OAuthRepairError(
                 "%s has no column %s that DOT 3.4's Application has: the custom model's 0001_initial would "
                 "create %s, so recording it would be untrue" % (
                     source_name, ", ".join(missing), "it" if len(missing) == 1 else "them"),
                 obj="%s.%s" % (source_name, missing[0]),
-                fix="migrate oauth2_provider to its latest migration with the default model first "
+                fix="migrate oauth2_provider to 0011 or later with the default model first "
                     "(or repair it with oauth_repair), then swap")
         if self.old_exists:
             for extra in self.spec.extras:
@@ -434,7 +475,7 @@ class Swap(object):
                 "%s has no column %s that %s has: the copy would lose it" % (self.new, ", ".join(missing), self.old),
                 obj="%s.%s" % (self.new, missing[0]),
                 fix="add the column to the custom model (it must extend AbstractApplication), or give the right table")
-        extras = set(e.name for e in self.spec.extras)
+        extras = set(e.name for e in self.extras)
         unknown = [c.name for c in new.columns if not self.source.has_column(c.name) and c.name not in extras
                    and not c.nullable and c.default is None]
         if unknown:
@@ -475,12 +516,14 @@ class Swap(object):
             if self.engine == "postgresql":
                 out.append(self.sequence_name())
             out.extend(self.add_columns())
+            out.extend(self.widen_columns())
             out.append(self.rename_names(self.new))
             out.extend(self.rename_referencing_names())
         else:
             out = [self.create_table()]
             if self.engine == "mysql" or self.new_exists:
                 out.extend(self.add_columns())
+            out.extend(self.widen_columns())
             if self.engine == "mysql":
                 out.append(self.rename_names(self.new))
             else:
@@ -568,7 +611,7 @@ class Swap(object):
 
     def add_columns(self):
         out = []
-        for extra in self.spec.extras:
+        for extra in self.extras:
             out.append(self._add_column(extra))
             if extra.has_default:
                 out.append(self._drop_default(extra))
@@ -608,6 +651,57 @@ class Swap(object):
 
         return self._step("drop_default", "drop the database default of %s, as Django leaves none" % extra.name,
                           self.new, key="%s.%s" % (self.new, extra.name), sql=sql, done=done, run=run)
+
+    # -- DOT's later widenings (skipped by Django for a swapped model) ------------------------
+    def _widen_targets(self):
+        """[(column, length)] of varchar columns of the source shorter than DOT 3.4 has them."""
+        out = []
+        for name, length in sorted(LATE_WIDENED.items()):
+            col = self.source.column(name)
+            m = re.match(r"^varchar\((\d+)\)$", col.type) if col is not None else None
+            if m and int(m.group(1)) < length:
+                out.append((name, length))
+        return out
+
+    def widen_columns(self):
+        """ALTER the new table's columns DOT widened after 0011: on the still empty new table with the copy
+        strategy, a catalog-only varchar widening with the rename strategy (SQLite: a rebuild of the small
+        application table; the copy's CREATE TABLE already has the new lengths)."""
+        targets = self._widen_targets()
+        if not targets:
+            return []
+        q = self.q
+        run = None
+        if self.engine == "sqlite":
+            sql = ["-- table rebuild of %s with %s: CREATE TABLE new__%s (...); INSERT ... SELECT; DROP; RENAME; "
+                   "indexes" % (self.new, ", ".join("%s varchar(%d)" % (q(c), n) for c, n in targets), self.new)]
+
+            def run(ctx):
+                ran = sqlite_rebuild.rebuild(ctx, self.new, {}, transform=sqlite_widened)
+                ctx.report.setdefault("sqlite_rebuilds", {})[self.new] = len(ran)
+        elif self.engine == "postgresql":
+            sql = ["ALTER TABLE %s %s" % (q(self.new), ", ".join(
+                "ALTER COLUMN %s TYPE varchar(%d)" % (q(c), n) for c, n in targets))]
+        else:
+            sql = ["ALTER TABLE %s %s, ALGORITHM=INPLACE, LOCK=NONE" % (q(self.new), ", ".join(
+                "MODIFY %s varchar(%d) %s" % (q(c), n, "NULL" if self.source.column(c).nullable else "NOT NULL")
+                for c, n in targets))]
+
+        def short(t):
+            out = []
+            for c, n in targets:
+                m = re.match(r"^varchar\((\d+)\)$", t.column(c).type) if t.column(c) is not None else None
+                if m and int(m.group(1)) < n:
+                    out.append(c)
+            return out
+
+        def done(live):
+            t = live.table(self.new)
+            return t is not None and not short(t)
+
+        return [self._step("widen", "widen %s as DOT's 0013/0020 do (Django skips them for a swapped model)" % (
+            ", ".join("%s to varchar(%d)" % (c, n) for c, n in targets)), self.new, sql=sql, done=done, run=run,
+            changes_type=self.spec.strategy == "rename")]  # the live table's column types (cached plans)
 
     # -- names of the application table ------------------------------------------
     def _sqlite_index_sql(self, name):
@@ -795,7 +889,7 @@ class Swap(object):
                     parts.append("DEFAULT %s" % default)
                 parts.append("NOT NULL" if notnull else "NULL")
             cols.append(" ".join(parts))
-        for extra in self.spec.extras:
+        for extra in self.extras:
             cols.append("%s %s %s" % (q(extra.name), extra.type, "NULL" if extra.null else "NOT NULL"))
         for name, contype, definition in self.conn.query(
                 "SELECT con.conname, con.contype, pg_get_constraintdef(con.oid) FROM pg_constraint con "
@@ -823,7 +917,8 @@ class Swap(object):
             raise OAuthRepairError("cannot read the definition of %s" % self.old, obj=self.old,
                                    fix="create %s by hand from 'manage.py sqlmigrate', then re-run" % self.new)
         body = sql[m.end():sql.rindex(")")]
-        for extra in self.spec.extras:
+        body = sqlite_widened(body)
+        for extra in self.extras:
             body += ", %s %s %s" % (self.q(extra.name), extra.type, "NULL" if extra.null else "NOT NULL")
         return "CREATE TABLE %s (%s)" % (self.q(self.new), body)
 
@@ -938,8 +1033,8 @@ class Swap(object):
     def _copy_sql(self):
         q = self.q
         cols = self._columns()
-        target = [q(c) for c in cols] + [q(e.name) for e in self.spec.extras]
-        values = ["o.%s" % q(c) for c in cols] + [literal(self.d, e.default) for e in self.spec.extras]
+        target = [q(c) for c in cols] + [q(e.name) for e in self.extras]
+        values = ["o.%s" % q(c) for c in cols] + [literal(self.d, e.default) for e in self.extras]
         return ("INSERT INTO %s (%s) SELECT %s FROM %s o WHERE o.%s >= %%s AND o.%s < %%s AND NOT EXISTS "
                 "(SELECT 1 FROM %s n WHERE n.%s = o.%s)" % (
                     q(self.new), ", ".join(target), ", ".join(values), q(self.old), q("id"), q("id"),

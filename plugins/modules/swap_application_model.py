@@ -139,6 +139,10 @@ attributes:
     description: The schema of the application tables and of every table that references them, before and after.
 notes:
   - Engines - MariaDB/MySQL, PostgreSQL and SQLite (3.26 or later).
+  - The old table must be at DOT's 0011 or later. What DOT's 0013, 0019 and 0020 change in the Application table
+    (Django skips it for a swapped model) is done on the new table - C(registration_source) (existing rows get
+    C(manual)) and C(cimd_expires_at) added, C(client_id) and C(authorization_grant_type) widened - so that it is
+    what the custom model's C(0001_initial) creates. A table still holding 0017's C(dcr_created) is refused.
   - Content types and permissions of the old model (C(oauth2_provider.application)) stay; Django creates the new
     model's on the next C(migrate). C(manage.py remove_stale_contenttypes) removes the old ones after checking
     that no group or user needs them.
