@@ -23,6 +23,7 @@ from tests.findings_helpers import (  # noqa: F401 pylint: disable=unused-import
     _templates_mysql, _templates_postgresql, _templates_sqlite, make_db)
 from tests.support import data, servers
 from tests.support.django import issue_tokens, migrate, token_authenticates
+from tests.support.modules import module_utils
 
 NON_ASCII_TOKEN = "tøkén-ü-€"
 LATIN1_TOKEN = "tøkén-ü-ß-Ärger"  # every character exists in latin1
@@ -137,6 +138,37 @@ def test_duplicate_checksums(make_db, engine):
     assert dup["repair"] == "report_checksum_duplicates"
     unique_0012_missing(result)
     assert result["checksum_checks"][AT] == {"method": "full", "rows_checked": 7, "mismatches": 0}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_duplicate_checksums_two_passes(make_db, engine, monkeypatch):
+    """The duplicate check groups on a 16-character prefix of the checksum first, then exactly over the
+    candidates (repair_checksum.duplicate_groups, shared with the repair): rows that only share a prefix
+    with a group are not counted in it, '' is left out, and the number of groups and the examples (largest
+    first) are the same when the first pass finds too many candidates and the second groups the whole table."""
+    target = make_db(engine, "tokens")
+    drop_unique(target, AT, ["token_checksum"])
+    rows = ids_and_tokens(target)
+    (a_id, a_token), (b_id, b_token) = rows[:2]
+    copy_row(target, AT, a_id)
+    copy_row(target, AT, a_id)                                        # group A: 3 rows
+    copy_row(target, AT, b_id)                                        # group B: 2 rows
+    prefix = sha(a_token)[:16]
+    for filler in "01":                                               # A's prefix, other checksums (mismatches)
+        copy_row(target, AT, rows[2][0], token="prefix-only-" + filler, token_checksum=prefix + filler * 48)
+    for row_id, _token in rows[3:5]:                                  # two '', not a duplicate group
+        set_checksum(target, AT, row_id, "")
+    expected = {"groups": 2, "examples": [{"checksum": sha(a_token), "rows": 3}, {"checksum": sha(b_token), "rows": 2}]}
+
+    result = info(target)
+    assert_codes(result, "token_checksum_duplicate", "token_checksum_empty", "token_checksum_mismatch",
+                 "token_checksum_unique_missing", "migration_half_applied")
+    assert one(result, "token_checksum_duplicate")["details"] == expected
+    assert one(result, "token_checksum_mismatch")["details"]["rows"] == 2
+
+    repair_checksum = module_utils("repair_checksum")
+    monkeypatch.setattr(repair_checksum, "DUPLICATE_CANDIDATES", 1)  # the first pass is cut: exact pass over all
+    assert one(info(target, check_mode_too=False), "token_checksum_duplicate")["details"] == expected
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -166,6 +166,33 @@ def state_rows(target):
     return [r[0] for r in target.query("SELECT name FROM %s" % qi(target, STATE))]
 
 
+def interrupted(result):
+    """The repair_interrupted findings of an oauth_info / oauth_repair result."""
+    return [f for f in result["findings"] if f["code"] == "repair_interrupted"]
+
+
+def assert_interrupted(db, missing, severity="error"):
+    """oauth_info reports one repair_interrupted finding for application.id naming exactly the foreign keys
+    ``missing`` [(table, column)] (dropped on MariaDB, NOT VALID on PostgreSQL) and how to finish it."""
+    [f] = interrupted(info(db))
+    assert f["severity"] == severity and f["seed"] == "000" and f["repair"] == "widen_integer_keys"
+    assert f["details"]["primary_key"] == {"table": APP, "column": "id"}
+    names = [FK_NAMES[m] if db.engine == "mysql" else FK_NAMES[m][:63] for m in missing]
+    assert sorted((x["table"], x["columns"][0], x["name"]) for x in f["details"]["foreign_keys"]) == sorted(
+        (t, c, n) for (t, c), n in zip(missing, names))
+    for name in names:
+        assert name in f["message"]
+    assert "run oauth_repair again" in f["message"] and "fix: [repair_interrupted]" in f["message"]
+    assert f["objects"][0] == "%s.id" % APP
+    assert set("%s.%s" % m for m in missing) <= set(f["objects"])
+    if db.engine == "mysql":
+        assert STATE in f["objects"] and f["details"]["state_key"] == "widen:%s.id" % APP
+        assert f["details"]["state"] == ("foreign_keys_dropped" if missing else "state_left")
+    else:
+        assert "NOT VALID" in f["message"] and f["details"]["state"] == "not_validated"
+    return f
+
+
 # --------------------------------------------------------------------------
 # The broken site, built once per engine
 # --------------------------------------------------------------------------
@@ -533,9 +560,13 @@ def test_mariadb_killed_between_steps_converges(site, stop_after):
     assert sorted(f["name"] for f in saved["foreign_keys"]) == sorted(
         [FK_NAMES[(GRANT, "application_id")], FK_NAMES[(SHOP, "application_id")]])
     assert [f for f in saved["foreign_keys"] if f["table"] == SHOP][0]["on_delete"] == "CASCADE"
-    assert codes(info(s.db))  # still broken
+    # oauth_info names the foreign keys still missing (grant's is back once its table is done)
+    still_missing = [(SHOP, "application_id")] + ([] if GRANT in stop_after else [(GRANT, "application_id")])
+    assert_interrupted(s.db, still_missing)
 
     resumed = ok(repair(s.db))
+    assert "repair_interrupted" in resumed["findings_before"] and resumed["not_repaired"] == []
+    assert interrupted(resumed) == []
     st = statuses(resumed)
     for key in keys[:keys.index([k for k in keys if k.startswith(stop_after)][0]) + 1]:
         assert st[key] == "done_already", key
@@ -544,6 +575,24 @@ def test_mariadb_killed_between_steps_converges(site, stop_after):
     assert_content_unchanged(s.db, before)
     again = ok(repair(s.db))
     assert again["changed"] is False and again["executed_queries"] == []
+
+
+@pytest.mark.mysql
+def test_mariadb_killed_before_forgetting_the_state(site):
+    """Killed after the last referencing table got its foreign keys back, before the saved state was deleted:
+    nothing is missing, oauth_info says (info) that the state is left; the next run drops it."""
+    s = site("mysql")
+    keys, _reports = run_partial(s.db, "int_width_mismatch:widen_refs:%s" % SHOP)
+    assert keys[keys.index([k for k in keys if k.startswith("int_width_mismatch:widen_refs:%s" % SHOP)][0]) + 1] \
+        == "int_width_mismatch:forget_fks:%s.id" % APP
+    assert state_rows(s.db) == ["widen:%s.id" % APP]
+    assert_interrupted(s.db, [], severity="info")
+
+    resumed = ok(repair(s.db, fix=["repair_interrupted"]))  # the finding's code alone finishes the widening
+    assert resumed["not_repaired"] == []
+    assert statuses(resumed)["int_width_mismatch:forget_fks:%s.id" % APP] == "ran"
+    assert_widened(s.db)
+    assert interrupted(info(s.db)) == []
 
 
 def _mysql_threads(db, prefix):
@@ -582,11 +631,17 @@ def test_mariadb_sigkill_between_fk_drop_and_recreation(site):
     assert FK_NAMES[(GRANT, "application_id")] not in fk_definitions(db, GRANT)
     assert FK_NAMES[(SHOP, "application_id")] not in fk_definitions(db, SHOP)
     assert state_rows(db) == ["widen:%s.id" % APP]
+    # oauth_info says so: the two foreign keys dropped and not re-created, named, and how to finish
+    found = assert_interrupted(db, [(GRANT, "application_id"), (SHOP, "application_id")])
+    assert found["details"]["type_before"] == "int"
+    assert "int_width_mismatch" in codes(info(db))  # the key itself is still int
 
     resumed = ok(repair(db))
     assert statuses(resumed)["int_width_mismatch:save_drop_fks:%s.id" % APP] == "done_already"
+    assert "repair_interrupted" in resumed["findings_before"] and interrupted(resumed) == []
     assert_widened(db)
     assert_content_unchanged(db, before)
+    assert interrupted(info(db)) == []
     assert ok(repair(db))["changed"] is False
 
 
@@ -617,6 +672,7 @@ def test_postgresql_sigkill_inside_the_widening_transaction(site):
         holder.close()
     assert schema(db) == schema_before
     assert_content_unchanged(db, before)
+    assert interrupted(info(db)) == []  # rolled back: nothing half-done to report
 
     resumed = ok(repair(db))
     assert statuses(resumed)["int_width_mismatch:widen_pk:%s.id" % APP] == "ran"
@@ -635,13 +691,17 @@ def test_postgresql_killed_before_validation(site):
     defs = fk_definitions(db, GRANT)
     assert defs[FK_NAMES[(GRANT, "application_id")][:63]][1] is False
     assert column_type(db, GRANT, "application_id")[0] == "bigint"
+    # oauth_info names the five foreign keys left NOT VALID
+    assert_interrupted(db, sorted(FK_NAMES))
 
     resumed = ok(repair(db))
     st = statuses(resumed)
     assert st["int_width_mismatch:widen_pk:%s.id" % APP] == "done_already"
     assert st["int_width_mismatch:validate:%s.id" % APP] == "ran"
     assert sum(1 for q in resumed["executed_queries"] if " VALIDATE CONSTRAINT " in q) == 5
+    assert "repair_interrupted" in resumed["findings_before"] and interrupted(resumed) == []
     assert_widened(db)
+    assert interrupted(info(db)) == []
 
 
 def _insert_orphan(db):

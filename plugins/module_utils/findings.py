@@ -17,7 +17,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Dict, List
 
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot, repair_checksum, repair_seed000
 
 SEVERITIES = ("fatal", "error", "warning", "info")
 
@@ -25,6 +25,9 @@ SEVERITIES = ("fatal", "error", "warning", "info")
 CATALOGUE = {
     "int_width_mismatch": ("000", "widen_integer_keys",
                            "a primary key and the columns that reference it have different integer widths"),
+    "repair_interrupted": ("000", "widen_integer_keys",
+                           "a widen_integer_keys repair was interrupted half-way: foreign keys dropped and saved "
+                           "(MariaDB/MySQL) or left NOT VALID (PostgreSQL)"),
     "migration_half_applied": ("000", "complete_migration",
                                "a DOT migration is half-applied: recorded without its objects, or its objects "
                                "exist without the record"),
@@ -94,6 +97,7 @@ class Detector(object):
 
     def run(self):
         self.int_width_mismatch()
+        self.repair_interrupted()
         self.missing_timestamp_columns()
         self.migrations()
         self.token_checksums()
@@ -164,6 +168,48 @@ class Detector(object):
                      [_col(ptable, pcol)] + [_col(r["table"], r["column"]) for r in refs],
                      primary_key=dict(table=ptable, column=pcol, type=ptype), referencing=refs,
                      target_type="bigint")
+
+    def repair_interrupted(self):
+        """A widening killed half-way (repair_seed000.interrupted_widenings); the next oauth_repair run finishes
+        it, whatever its fix."""
+        if self.conn.engine not in ("mysql", "postgresql"):
+            return
+        state_table = repair_seed000.STATE_TABLE
+        resume = ("run oauth_repair again (any fix, e.g. fix: [repair_interrupted]; or the playbook again): its "
+                  "widen_integer_keys repair resumes")
+        for entry in repair_seed000.interrupted_widenings(self.ctx):
+            pk, fks = entry["primary_key"], entry["foreign_keys"]
+            key = _col(pk["table"], pk["column"])
+            listed = [dict(name=f["name"], table=f["table"], columns=list(f["columns"]), ref_table=f["ref_table"],
+                           ref_columns=list(f["ref_columns"])) for f in fks]
+            named = ", ".join("%s on %s.%s -> %s.%s" % (
+                f["name"], f["table"], ",".join(f["columns"]), f["ref_table"], ",".join(f["ref_columns"]))
+                for f in listed)
+            objects = [key] + [_col(f["table"], f["columns"][0]) for f in listed]
+            details = dict(primary_key=dict(table=pk["table"], column=pk["column"]), foreign_keys=listed)
+            if self.conn.engine == "postgresql":
+                self.add("repair_interrupted", "error",
+                         "%d foreign key(s) referencing %s are NOT VALID (%s): a widening was interrupted between "
+                         "re-adding them NOT VALID and VALIDATE CONSTRAINT; they are enforced for new rows only, the "
+                         "existing rows were never checked; %s and validates them (after an orphan check) without "
+                         "blocking writers" % (len(listed), key, named, resume),
+                         objects, state="not_validated", **details)
+                continue
+            details.update(state_table=state_table, state_key=entry["key"], saved=entry["saved"],
+                           type_before=pk.get("type"))
+            if listed:
+                self.add("repair_interrupted", "error",
+                         "the widening of %s was interrupted after dropping %d foreign key(s) that are still "
+                         "missing: %s; nothing enforces those references until they are back. Their definitions "
+                         "are saved in %s (since %s UTC): %s and re-creates them, after an orphan check" % (
+                             key, len(listed), named, state_table, str(entry["saved"])[:19], resume),
+                         objects + [state_table], state="foreign_keys_dropped", **details)
+            else:
+                self.add("repair_interrupted", "info",
+                         "the widening of %s was interrupted before it deleted its saved state from %s (every "
+                         "foreign key it saved is back in place): %s and deletes it" % (
+                             key, state_table, resume),
+                         objects + [state_table], state="state_left", **details)
 
     def missing_timestamp_columns(self):
         missing = []
@@ -247,20 +293,15 @@ class Detector(object):
                          nulls, total, table.name), [obj], rows=nulls, total=total, migration=migration)
         has_unique = bool(table.unique_on(list(unique_cols)))
         if not has_unique:
-            cols = [q(x) for x in unique_cols]
-            not_null = " AND ".join("%s IS NOT NULL" % x for x in cols)
-            # one pass: the duplicate groups, their number (window function) and the biggest ones
-            groups = self.conn.query(
-                "SELECT %s, n, COUNT(*) OVER () FROM (SELECT %s%s, COUNT(*) AS n FROM %s WHERE %s AND %s <> '' "
-                "GROUP BY %s HAVING COUNT(*) > 1) d ORDER BY n DESC %s" % (
-                    ", ".join(cols), self.dialect.big_result_hint(), ", ".join(cols), t, not_null, c,
-                    ", ".join(cols), self.dialect.limit(20)))
+            # two passes, shared with the repair: a GROUP BY over a prefix of the checksum, then an exact one
+            # over the candidates only (repair_checksum.duplicate_groups)
+            dup_groups, groups = repair_checksum.duplicate_groups(self.conn, table.name, unique_cols, limit=20,
+                                                                  skip_empty=True)
             if groups:
-                dup_groups = int(groups[0][-1])
                 self.add("token_checksum_duplicate", "error",
                          "%d token_checksum value(s) of %s occur more than once; the unique index cannot be "
                          "built until they are resolved" % (dup_groups, table.name), [obj],
-                         groups=dup_groups, examples=[dict(checksum=g[0], rows=int(g[-2])) for g in groups])
+                         groups=dup_groups, examples=[dict(checksum=g[0], rows=int(g[-1])) for g in groups])
             self.add("token_checksum_unique_missing", "fatal" if recorded else "error",
                      "%s has no unique index on (%s)%s" % (
                          table.name, ", ".join(unique_cols),

@@ -55,6 +55,9 @@ SPECS = {
 #: characters of token_checksum compared by the first pass of the duplicate check
 DUPLICATE_PREFIX = 16
 
+#: candidate prefixes the first pass reads at most; at this many the second pass groups the whole table
+DUPLICATE_CANDIDATES = 1000
+
 #: extra passes of the backfill over rows inserted while it ran (ids past the first MAX(id))
 CATCH_UP_ROUNDS = 3
 
@@ -85,6 +88,49 @@ LOCKS = {
 
 def _lock(kind, engine):
     return LOCKS[kind][engine]
+
+
+def duplicate_groups(conn, table, columns, limit=1000, skip_empty=False):
+    """The groups of rows of ``table`` that share the values of ``columns`` (``token_checksum`` and, for
+    refresh tokens, ``revoked``; rows with a NULL in them never conflict), largest first: ``(number of
+    groups, [(value, ..., rows)])``, at most ``limit`` groups listed, the number exact. ``skip_empty``
+    leaves out the rows whose checksum is ``''`` (the diagnosis reports those as token_checksum_empty).
+
+    Used by the diagnosis (finding token_checksum_duplicate) and by the repair's duplicates step. Two passes:
+    first over the first DUPLICATE_PREFIX characters of token_checksum only (two equal checksums have equal
+    prefixes; on MariaDB, sorting 1M full 64-character utf8mb4 keys for a GROUP BY took 11-100 s, 86 s right
+    after a backfill where both passes took 7-10 s: docs/performance.md), then, only when some prefix occurs
+    twice, exactly over the rows of those prefixes. When DUPLICATE_CANDIDATES prefixes or more occur twice,
+    the second pass groups the whole table."""
+    dialect = conn.dialect
+    q = dialect.quote
+    cols = [q(x) for x in columns]
+    c = q("token_checksum")
+    prefix = "SUBSTR(%s, 1, %d)" % (c, DUPLICATE_PREFIX)
+    keys = [prefix] + [x for x in cols if x != c]
+    where = " AND ".join("%s IS NOT NULL" % x for x in cols)
+    if skip_empty:
+        where += " AND %s <> ''" % c
+    candidates = conn.query(
+        "SELECT %s%s, COUNT(*) FROM %s WHERE %s GROUP BY %s HAVING COUNT(*) > 1 %s" % (
+            dialect.big_result_hint(), ", ".join(keys), q(table), where, ", ".join(keys),
+            dialect.limit(DUPLICATE_CANDIDATES)))
+    if not candidates:
+        return 0, []
+    params, hint = [], dialect.big_result_hint()
+    if len(candidates) < DUPLICATE_CANDIDATES:
+        prefixes = sorted(set(r[0] for r in candidates))
+        where += " AND %s IN (%s)" % (prefix, ", ".join(["%s"] * len(prefixes)))
+        params, hint = prefixes, ""
+    # the groups, their number (window function) and the biggest ones
+    groups = conn.query(
+        "SELECT %s, n, COUNT(*) OVER () FROM (SELECT %s%s, COUNT(*) AS n FROM %s WHERE %s GROUP BY %s "
+        "HAVING COUNT(*) > 1) d ORDER BY n DESC, %s %s" % (
+            ", ".join(cols), hint, ", ".join(cols), q(table), where, ", ".join(cols), ", ".join(cols),
+            dialect.limit(limit)), params)
+    if not groups:
+        return 0, []
+    return int(groups[0][-1]), [tuple(g[:-1]) for g in groups]
 
 
 class ChecksumRepair(object):
@@ -264,29 +310,8 @@ class ChecksumRepair(object):
 
     # -- 4. duplicates -------------------------------------------------------
     def _duplicate_groups(self):
-        """The groups of rows sharing the unique columns' values (at most 1000), in two passes: first over the
-        first 16 characters of token_checksum only (two equal checksums have equal prefixes; on MariaDB, sorting
-        1M full 64-character utf8mb4 keys for a GROUP BY took 11-100 s, their prefixes 2-3 s), then, only when
-        some prefix occurs twice, exactly over the candidates."""
-        cols = [self.q(x) for x in self.spec["unique"]]
-        c = self.q("token_checksum")
-        prefix = "SUBSTR(%s, 1, %d)" % (c, DUPLICATE_PREFIX)
-        keys = [prefix] + [x for x in cols if x != c]
-        not_null = " AND ".join("%s IS NOT NULL" % x for x in cols)
-        candidates = self.conn.query(
-            "SELECT %s%s, COUNT(*) FROM %s WHERE %s GROUP BY %s HAVING COUNT(*) > 1 %s" % (
-                self.dialect.big_result_hint(), ", ".join(keys), self._t(), not_null, ", ".join(keys),
-                self.dialect.limit(1000)))
-        if not candidates:
-            return []
-        where, params = not_null, []
-        if len(candidates) < 1000:
-            prefixes = sorted(set(r[0] for r in candidates))
-            where += " AND %s IN (%s)" % (prefix, ", ".join(["%s"] * len(prefixes)))
-            params = prefixes
-        return self.conn.query(
-            "SELECT %s, COUNT(*) FROM %s WHERE %s GROUP BY %s HAVING COUNT(*) > 1 %s" % (
-                ", ".join(cols), self._t(), where, ", ".join(cols), self.dialect.limit(1000)), params)
+        """The groups of rows sharing the unique columns' values (at most 1000): see duplicate_groups."""
+        return duplicate_groups(self.conn, self.table, self.spec["unique"], limit=1000)[1]
 
     def duplicates(self):
         if self.engine == "postgresql":

@@ -5,7 +5,7 @@
 
 Four repairs, each an ordered list of idempotent steps (see plan.py):
 
-``widen_integer_keys`` (finding ``int_width_mismatch``)
+``widen_integer_keys`` (findings ``int_width_mismatch``; ``repair_interrupted``: a widening killed half-way)
     Every primary key referenced by wider columns becomes ``bigint``, and so does
     every column that references it (found in the catalog, in any table, plus
     DOT's own relation columns), keeping AUTO_INCREMENT / sequence / identity.
@@ -63,7 +63,7 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Step
 
-CODES = ("int_width_mismatch", "missing_timestamp_columns", "migration_stale_names")
+CODES = ("int_width_mismatch", "missing_timestamp_columns", "migration_stale_names", "repair_interrupted")
 CHECKSUM_MIGRATIONS = ("0012_add_token_checksum", "0015_refreshtoken_token_checksum")
 STATE_TABLE = "django_ops_oauth_repair_state"
 TARGET = "bigint"
@@ -338,11 +338,15 @@ class StateStore(object):
     def exists(self):
         return STATE_TABLE in set(self.conn.dialect.list_tables(self.conn))
 
-    def all(self):
+    def entries(self):
+        """{name: (payload, time saved)} of every saved row."""
         if not self.exists():
             return {}
-        return dict((k, json.loads(v)) for k, v in self.conn.query(
-            "SELECT %s, %s FROM %s" % (self.q("name"), self.q("payload"), self.q(STATE_TABLE))))
+        return dict((k, (json.loads(v), saved)) for k, v, saved in self.conn.query(
+            "SELECT %s, %s, %s FROM %s" % (self.q("name"), self.q("payload"), self.q("saved"), self.q(STATE_TABLE))))
+
+    def all(self):
+        return dict((k, v[0]) for k, v in self.entries().items())
 
     def get(self, key):
         return self.all().get(key)
@@ -1207,21 +1211,33 @@ def history_step(snap, finding):
 # The plan
 # --------------------------------------------------------------------------
 
-def build(snapshot, findings, options):
-    """Steps for the seed-000 findings among ``findings`` (in this order: widen, complete the migrations, add
-    the timestamps, clean the history), plus the re-creation of any foreign keys a killed widening left
-    saved in the state table."""
+def interrupted_widenings(snapshot):
+    """What widenings killed half-way left behind, which the next run of :func:`build` finishes whatever
+    the findings chosen (and oauth_info reports as ``repair_interrupted``). One dict per primary key:
+
+    * MariaDB/MySQL - every widening saved in the state table: ``key``, ``primary_key`` (table, column, type
+      before the widening), ``payload`` (the saved definitions), ``saved`` (when, UTC) and ``foreign_keys``,
+      those of the saved foreign keys that are not back in the catalog (empty when the run was killed after
+      re-creating them all, before it deleted its row);
+    * PostgreSQL - every primary key of a DOT table (the user table aside) referenced by a foreign key still
+      ``NOT VALID`` (the widening re-adds them so, then validates them): ``foreign_keys`` those, ``payload``
+      None.
+    """
     conn = snapshot.conn
-    steps = []
-    keys = []
-    saved = {}
+    out = []
     if conn.engine == "mysql" and STATE_TABLE in snapshot.all_tables:
-        saved = StateStore(conn).all()
-        for key, payload in sorted(saved.items()):
+        for key, (payload, saved) in sorted(StateStore(conn).entries().items()):
             pk = payload.get("primary_key") or {}
-            if key.startswith("widen:") and pk.get("table") and (pk["table"], pk["column"]) not in keys:
-                keys.append((pk["table"], pk["column"]))
-    if conn.engine == "postgresql":
+            if not key.startswith("widen:") or not pk.get("table"):
+                continue
+            missing = []
+            for fk in payload.get("foreign_keys") or []:
+                table = snapshot.load(fk["table"])
+                if table is None or not _has_fk(table, fk):
+                    missing.append(fk)
+            out.append(dict(key=key, primary_key=pk, payload=payload, foreign_keys=missing,
+                            saved=saved.isoformat(sep=" ") if hasattr(saved, "isoformat") else saved))
+    elif conn.engine == "postgresql":
         # foreign keys left NOT VALID by a widening killed before its validation (nothing else in DOT's
         # tables makes them): validated by any run, as MySQL's saved definitions are re-created
         for name in sorted(snapshot.tables):
@@ -1229,9 +1245,30 @@ def build(snapshot, findings, options):
             if name == snapshot.models.user_table or len(table.primary_key) != 1:
                 continue
             definitions = conn.dialect.constraint_definitions(conn, name)
-            if any(fk.name in definitions and not definitions[fk.name][1] for fk in snapshot.references_to(name)
-                   if fk.ref_table == name):
-                keys.append((name, table.primary_key[0]))
+            not_valid = [fk for fk in snapshot.references_to(name)
+                         if fk.ref_table == name and fk.name in definitions and not definitions[fk.name][1]]
+            if not_valid:
+                out.append(dict(key="widen:%s.%s" % (name, table.primary_key[0]), payload=None, saved=None,
+                                primary_key=dict(table=name, column=table.primary_key[0]),
+                                foreign_keys=[_fk_dict(fk) for fk in not_valid]))
+    return out
+
+
+def build(snapshot, findings, options):
+    """Steps for the seed-000 findings among ``findings`` (in this order: widen, complete the migrations, add
+    the timestamps, clean the history), plus the end of any widening a killed run left unfinished (the
+    foreign keys saved in the state table re-created, those left NOT VALID validated), whatever the
+    findings."""
+    conn = snapshot.conn
+    steps = []
+    keys = []
+    saved = {}
+    for entry in interrupted_widenings(snapshot):
+        pk = entry["primary_key"]
+        if entry["payload"] is not None:
+            saved[entry["key"]] = entry["payload"]
+        if (pk["table"], pk["column"]) not in keys:
+            keys.append((pk["table"], pk["column"]))
     for f in findings:
         if f["code"] == "int_width_mismatch" and conn.engine != "sqlite":
             pk = f["details"]["primary_key"]

@@ -28,6 +28,8 @@ description:
     FOREIGN KEY in one ALTER with C(foreign_key_checks=0)); the dropped definitions are saved in the table
     C(django_ops_oauth_repair_state) until they are back, so a killed run resumes. PostgreSQL does it in one
     transaction, the foreign keys re-added C(NOT VALID) and then validated without blocking writers.
+  - C(repair_interrupted) - a widening killed half-way (foreign keys saved and still missing, or C(NOT VALID))
+    is finished first by every run, whatever O(fix) says; C(oauth_info) reports it meanwhile.
   - C(missing_timestamp_columns) - C(created)/C(updated) added as DOT defines them, existing rows getting
     the time of the repair (UTC), instantly, with no default left behind.
   - C(migration_half_applied) (other than 0012/0015) - the missing columns, tables, foreign keys, indexes and
