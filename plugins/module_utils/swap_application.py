@@ -76,7 +76,6 @@ LATE_WIDENED = {"authorization_grant_type": 44, "client_id": 255}  # 0013, 0020
 DCR_CREATED = "dcr_created"
 
 
-
 def sqlite_widened(sql):
     """A CREATE TABLE text (or its body) with the LATE_WIDENED columns at DOT 3.4's length. SQLite does not
     enforce the length; the definition says what the custom model's 0001_initial says."""
