@@ -652,11 +652,12 @@ class Swap(object):
                           self.new, key="%s.%s" % (self.new, extra.name), sql=sql, done=done, run=run)
 
     # -- DOT's later widenings (skipped by Django for a swapped model) ------------------------
-    def _widen_targets(self):
-        """[(column, length)] of varchar columns of the source shorter than DOT 3.4 has them."""
+    @staticmethod
+    def _widen_targets(table):
+        """[(column, length)] of varchar columns of ``table`` shorter than DOT 3.4 has them."""
         out = []
         for name, length in sorted(LATE_WIDENED.items()):
-            col = self.source.column(name)
+            col = table.column(name)
             m = re.match(r"^varchar\((\d+)\)$", col.type) if col is not None else None
             if m and int(m.group(1)) < length:
                 out.append((name, length))
@@ -666,7 +667,7 @@ class Swap(object):
         """ALTER the new table's columns DOT widened after 0011: on the still empty new table with the copy
         strategy, a catalog-only varchar widening with the rename strategy (SQLite: a rebuild of the small
         application table; the copy's CREATE TABLE already has the new lengths)."""
-        targets = self._widen_targets()
+        targets = self._widen_targets(self.source)
         if not targets:
             return []
         q = self.q
@@ -686,17 +687,9 @@ class Swap(object):
                 "MODIFY %s varchar(%d) %s" % (q(c), n, "NULL" if self.source.column(c).nullable else "NOT NULL")
                 for c, n in targets))]
 
-        def short(t):
-            out = []
-            for c, n in targets:
-                m = re.match(r"^varchar\((\d+)\)$", t.column(c).type) if t.column(c) is not None else None
-                if m and int(m.group(1)) < n:
-                    out.append(c)
-            return out
-
         def done(live):
             t = live.table(self.new)
-            return t is not None and not short(t)
+            return t is not None and not self._widen_targets(t)
 
         return [self._step("widen", "widen %s as DOT's 0013/0020 do (Django skips them for a swapped model)" % (
             ", ".join("%s to varchar(%d)" % (c, n) for c, n in targets)), self.new, sql=sql, done=done, run=run,
