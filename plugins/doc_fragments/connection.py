@@ -163,4 +163,61 @@ options:
         advice.
     type: int
     default: 10000
+  expected_schema:
+    description:
+      - What the live schema is compared with (the schema truth). Each difference is a C(schema_drift_*) finding
+        (the collection's C(docs/drift.md)).
+      - C(django_models) runs a read-only probe with the site's own Python and settings (O(django)): the tables
+        Django would create for DOT's models (swapped ones resolved), C(AUTH_USER_MODEL), the apps in
+        O(drift_apps) and their M2M tables, on this engine and server version.
+      - C(django_migrate) migrates a scratch database from zero with the site's own migrations and reads it back
+        with the same introspection as the live database; exact, but the user must be allowed to create
+        databases. The scratch database is always dropped.
+      - C(dot) compares with nothing: only the collection's knowledge of DOT's migrations is used.
+      - C(auto) is C(django_models) when O(django) is given, else C(dot).
+    type: str
+    choices: [auto, dot, django_models, django_migrate]
+    default: auto
+  django:
+    description:
+      - The Django site whose models are the truth (the rollout's C(oauth_repair_django)). It must point at the
+        same database as the connection options.
+    type: dict
+    suboptions:
+      project_dir:
+        description: Directory that holds the site's C(manage.py); the probe runs there.
+        type: path
+        required: true
+      python:
+        description: The site's interpreter (of its virtualenv). Defaults to the one running the module.
+        type: path
+      settings:
+        description: C(DJANGO_SETTINGS_MODULE) of the site.
+        type: str
+      environment:
+        description: Extra environment variables for the site's settings.
+        type: dict
+        default: {}
+      secret_environment:
+        description: Environment variables that hold secrets (database password); never shown.
+        type: dict
+        default: {}
+      timeout:
+        description: Seconds the probe (or the scratch migration) may take.
+        type: int
+        default: 300
+  drift_apps:
+    description:
+      - Installed apps (labels) whose models are compared too, beside DOT's and the user model.
+    type: list
+    elements: str
+    default: []
+  drift_allow:
+    description:
+      - Allowlisted drift, reported as C(info) and never failing a verification. Each entry is a finding code
+        (C(schema_drift_missing_index)), an object (C(oauth2_provider_grant.code)) or both
+        (C(schema_drift_missing_index:oauth2_provider_grant.code)).
+    type: list
+    elements: str
+    default: []
 '''

@@ -460,26 +460,16 @@ def verify_backup(conn, params, manifest, bin_dir=None, timeout=3600):
                         os.unlink(scratch + suffix)
             method = "copy of the backup file, PRAGMA integrity_check, fingerprint"
         elif conn.engine == "mysql":
-            charset, collation = conn.query_one(
-                "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
-                "WHERE SCHEMA_NAME = DATABASE()")
-            conn.execute("CREATE DATABASE %s CHARACTER SET %s COLLATE %s" % (
-                conn.dialect.quote(scratch), conn.dialect.quote(charset), conn.dialect.quote(collation)),
-                record=False)
+            conn.dialect.create_scratch_database(conn, scratch)
             try:
                 with open(path, "rb") as dump:
                     client.run(client.mysql(scratch), stdin=dump)
                 restored = _fingerprint_other(params, scratch, tables)
             finally:
-                conn.execute("DROP DATABASE IF EXISTS %s" % conn.dialect.quote(scratch), record=False)
+                conn.dialect.drop_scratch_database(conn, scratch)
             method = "restored into scratch database %s with the mysql client, fingerprint, dropped" % scratch
         else:
-            enc, collate, ctype = conn.query_one(
-                "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
-                "WHERE datname = current_database()")
-            conn.execute("CREATE DATABASE %s TEMPLATE template0 ENCODING '%s' LC_COLLATE '%s' LC_CTYPE '%s'" % (
-                conn.dialect.quote(scratch), _pg_literal(enc), _pg_literal(collate), _pg_literal(ctype)),
-                record=False)
+            conn.dialect.create_scratch_database(conn, scratch)
             try:
                 toc = client.run(client.pg_restore(scratch, "--list", path)).stdout.decode("utf-8", "replace")
                 # Foreign keys to tables outside the backup (the user table) cannot be made in the scratch
@@ -491,18 +481,13 @@ def verify_backup(conn, params, manifest, bin_dir=None, timeout=3600):
                                              "--use-list=%s" % list_file, path))
                 restored = _fingerprint_other(params, scratch, tables)
             finally:
-                force = " WITH (FORCE)" if conn.dialect.version >= (13,) else ""
-                conn.execute("DROP DATABASE IF EXISTS %s%s" % (conn.dialect.quote(scratch), force), record=False)
+                conn.dialect.drop_scratch_database(conn, scratch)
             method = "pg_restore into scratch database %s, fingerprint, dropped" % scratch
     result = fp.compare(manifest["fingerprint"], restored)
     extra = sorted(set(restored) - set(manifest["fingerprint"]))
     verified = result["equal"] and not extra and sorted(restored) == sorted(tables)
     return dict(verified=verified, method=method, differences=result["differences"],
                 rows=fp.summary(restored), seconds=round(time.monotonic() - started, 3))
-
-
-def _pg_literal(text):
-    return str(text).replace("'", "''")
 
 
 def _fingerprint_other(params, database, tables):

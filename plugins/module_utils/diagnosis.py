@@ -15,6 +15,8 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import Timer
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.findings import SEVERITIES, Detector
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.diff import diff
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.truth.source import expected_schema_for
 
 MIGRATIONS_TABLE = "django_migrations"
 NEGATIVE_EFFECTS = ("no_column", "no_unique")
@@ -23,7 +25,8 @@ DEFAULT_OPTIONS = dict(
     application_model=None, access_token_model=None, refresh_token_model=None, id_token_model=None,
     grant_model=None, user_table=None, swapped_initial_migration="0001_initial", natural_pk_tables=[],
     target_engines=[], exact_count_limit=2000000, checksum_full_check_limit=250000,
-    checksum_sample_size=20000, preupgrade_min_rows=10000,
+    checksum_sample_size=20000, preupgrade_min_rows=10000, expected_schema="auto", django=None, drift_apps=[],
+    drift_allow=[],
 )
 
 
@@ -54,6 +57,8 @@ class Snapshot(object):
         for name in self.options.get("natural_pk_tables") or []:
             self.dialect.validate_identifier(name, "table name")
         self.checksum_checks = {}
+        self.expected = None  # the site's expected Schema (asked once), None when the truth is DOT's history
+        self._truth_asked = False
         self._extra = {}
         self._refs = {}
         self.reload()
@@ -87,6 +92,18 @@ class Snapshot(object):
         self.migration_rows = self._read_migrations()
         self._count_rows()
         self.migration_state = self._migration_state()
+        self._compare_with_truth()
+
+    def _compare_with_truth(self):
+        """Read the expected schema (once) and diff it with the live tables it names."""
+        if not self._truth_asked:
+            self.expected = expected_schema_for(self.conn, self.options)
+            self._truth_asked = True
+        self.live_schema, self.drift = None, []
+        if self.expected is not None:
+            names = [t for t in self.expected.tables if t in self.all_tables]
+            self.live_schema = self.dialect.load_schema(self.conn, names)
+            self.drift = diff(self.expected, self.live_schema, self.dialect.integer_width_matters)
 
     def _find_user_table(self):
         if self.options.get("user_table"):
@@ -228,6 +245,14 @@ class Snapshot(object):
         )
 
 
+def _truth_summary(snap):
+    if snap.expected is None:
+        return dict(source="dot", tables=[], differences=0)
+    details = snap.expected.details
+    return dict(source=snap.expected.source, django=details.get("django"), models=details.get("models"),
+                tables=sorted(snap.expected.tables), differences=len(snap.drift))
+
+
 def diagnose(conn, options=None):
     """Everything ``oauth_info`` returns, as a dict."""
     timer = Timer()
@@ -250,6 +275,7 @@ def diagnose(conn, options=None):
         migrations=dict(rows=snap.migration_rows, oauth2_provider=snap.migration_state),
         findings=[f.to_dict() for f in findings],
         checksum_checks=snap.checksum_checks,
+        schema_truth=_truth_summary(snap),
         summary=dict(findings=len(findings), by_severity=by_severity,
                      codes=sorted(set(f.code for f in findings)),
                      healthy=not any(f.severity in ("fatal", "error") for f in findings)),

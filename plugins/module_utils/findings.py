@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Dict, List
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot, repair_checksum, repair_seed000
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnose.drift import DRIFT_CODES, drift_findings
 
 SEVERITIES = ("fatal", "error", "warning", "info")
 
@@ -59,6 +60,9 @@ CATALOGUE = {
     "natural_pk_referenced": ("003", "surrogate_pk",
                               "a natural (non-integer) primary key is referenced by other tables"),
 }
+
+
+CATALOGUE.update((code, ("drift", repair, title)) for code, (repair, title) in DRIFT_CODES.items())
 
 
 @dataclass
@@ -104,6 +108,7 @@ class Detector(object):
         self.swapped_models()
         self.nullable_unique()
         self.natural_pks()
+        self.schema_drift()
         order = dict((s, i) for i, s in enumerate(SEVERITIES))
         self.findings.sort(key=lambda f: (order[f.severity], f.code, f.objects))
         return self.findings
@@ -382,6 +387,15 @@ class Detector(object):
                              ", ".join("%s.%s" % (s["table"], ",".join(s["columns"])) for s in stale)),
                          [old_table] + ["%s.%s" % (s["table"], s["columns"][0]) for s in stale],
                          foreign_keys=stale, old_table=old_table, new_table=new_table)
+
+    # -- the site's own models ------------------------------------------------
+    def schema_drift(self):
+        expected = getattr(self.ctx, "expected", None)
+        if expected is None:
+            return
+        for code, severity, message, objects, details in drift_findings(
+                self.ctx.drift, expected, self.ctx.options.get("drift_allow")):
+            self.add(code, severity, message, objects, **details)
 
     # -- seed 002 ------------------------------------------------------------
     def nullable_unique(self):

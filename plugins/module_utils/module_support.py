@@ -30,6 +30,18 @@ def diagnosis_argument_spec():
         checksum_full_check_limit=dict(type="int", default=250000),
         checksum_sample_size=dict(type="int", default=20000),
         preupgrade_min_rows=dict(type="int", default=10000),
+        expected_schema=dict(type="str", choices=["auto", "dot", "django_models", "django_migrate"],
+                             default="auto"),
+        django=dict(type="dict", options=dict(
+            project_dir=dict(type="path", required=True),
+            python=dict(type="path"),
+            settings=dict(type="str"),
+            environment=dict(type="dict", default={}),
+            secret_environment=dict(type="dict", default={}, no_log=True),
+            timeout=dict(type="int", default=300),
+        )),
+        drift_apps=dict(type="list", elements="str", default=[]),
+        drift_allow=dict(type="list", elements="str", default=[]),
     )
 
 

@@ -47,19 +47,5 @@ def schema_text(snapshot, tables):
     lines = []
     for name in sorted(tables):
         t = snapshot.load(name)
-        if t is None:
-            lines.append("%s: (absent)" % name)
-            continue
-        lines.append("%s:" % name)
-        for c in t.columns:
-            lines.append("  %s %s%s%s" % (
-                c.name, c.type, "" if c.nullable else " NOT NULL", " AUTO" if c.auto_increment else ""))
-        for i in sorted(t.indexes, key=lambda x: x.name):
-            kind = "PRIMARY KEY" if i.primary else ("UNIQUE" if i.unique else "INDEX")
-            lines.append("  %s %s (%s)%s%s" % (
-                kind, i.name, ", ".join(i.columns), " WHERE %s" % i.where if i.partial else "",
-                "" if i.valid else " INVALID"))
-        for fk in sorted(t.foreign_keys, key=lambda x: (x.name or "", x.columns)):
-            lines.append("  FOREIGN KEY %s (%s) -> %s (%s) ON DELETE %s" % (
-                fk.name or "-", ", ".join(fk.columns), fk.ref_table, ", ".join(fk.ref_columns), fk.on_delete))
+        lines.extend(t.text() if t is not None else ["%s: (absent)" % name])
     return "\n".join(lines) + "\n"

@@ -14,6 +14,7 @@ import hashlib
 import re
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import Schema
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]*$")
 
@@ -75,6 +76,18 @@ class BaseDialect(object):
         return self.django_index_name(table, [column], suffix="_fk_%s_%s" % (ref_table, ref_column))
 
     # -- introspection (implemented per engine) ----------------------------
+    #: whether integer widths differ on this engine (False on SQLite: every integer is 64-bit)
+    integer_width_matters = True
+
+    def load_schema(self, conn, names, source="catalog"):
+        """The :class:`Schema` of the existing tables among ``names``."""
+        return Schema(engine=self.engine, vendor=self.vendor, server_version=self.server_version,
+                      tables=self.load_tables(conn, names), source=source)
+
+    def normalize_declared_type(self, db_type):
+        """A column type as Django's ``Field.db_type(connection)`` spells it, normalised like the catalog's."""
+        raise NotImplementedError
+
     def list_tables(self, conn):
         raise NotImplementedError
 

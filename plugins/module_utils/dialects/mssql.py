@@ -8,7 +8,7 @@ as far as it honestly can be: the catalog is read from a **snapshot**, a JSON
 document printed by :data:`CATALOG_QUERY` (``files/mssql_catalog_snapshot.sql``,
 run with ``sqlcmd``) or, when ``pymssql`` is importable, fetched with that same
 query over a live connection (that path exists but has never run here). The
-snapshot is loaded into the engine-neutral classes of ``catalog.py`` so the
+snapshot is loaded into the engine-neutral classes of ``schema/model.py`` so the
 detectors of ``findings.py`` work on it unchanged; the DDL builders below only
 *write* T-SQL, nothing here executes any.
 
@@ -30,7 +30,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.catalog import (
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import (
     Column, ForeignKey, Index, Table)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import BaseDialect
@@ -474,7 +474,7 @@ def _type_spelling(type_name, max_length, precision, scale):
 
 
 def normalize_type(type_name, max_length, precision, scale):
-    """(normalised type as catalog.py spells it, raw T-SQL spelling)."""
+    """(normalised type as schema/model.py spells it, raw T-SQL spelling)."""
     t = type_name.lower()
     raw = _type_spelling(t, max_length, precision, scale)
     if t in _PLAIN_TYPES:

@@ -5,7 +5,9 @@
 
 from __future__ import annotations
 
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.catalog import (
+import re
+
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import (
     Column, ForeignKey, Index, Table)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import BaseDialect
 
@@ -54,6 +56,26 @@ class MySQLDialect(BaseDialect):
         if dt == "json":
             return "json"
         return dt
+
+    def normalize_declared_type(self, db_type):
+        t = re.sub(r"\s+auto_increment\b", "", (db_type or "").strip().lower())
+        m = re.match(r"^(var)?char\((\d+)\)$", t)
+        if m:
+            return self.normalize_type("varchar" if m.group(1) else "char", t, m.group(2), None, None)
+        m = re.match(r"^(?:numeric|decimal)\((\d+),\s*(\d+)\)$", t)
+        if m:
+            return self.normalize_type("decimal", t, None, m.group(1), m.group(2))
+        base = t.split("(")[0].split(" ")[0]
+        if base == "bool":
+            return "bool"
+        if base == "json":
+            return self.json_type
+        if t == "double precision":
+            base = "double"
+        return self.normalize_type(base, t, None, None, None)
+
+    #: how a JSONField's column reads back (MySQL: json; MariaDB: an alias of longtext)
+    json_type = "json"
 
     @staticmethod
     def _default(value):
@@ -147,6 +169,18 @@ class MySQLDialect(BaseDialect):
             "AND TABLE_NAME IN (%s)" % _placeholders(len(tables)), list(tables))
         return dict((t, int(n) if n is not None else None) for t, n in rows)
 
+    # -- scratch databases (backup verification, the schema truth) -------------
+    def create_scratch_database(self, conn, name):
+        """Create an empty database ``name`` with the character set and collation of the connected one."""
+        charset, collation = conn.query_one(
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+            "WHERE SCHEMA_NAME = DATABASE()")
+        conn.execute("CREATE DATABASE %s CHARACTER SET %s COLLATE %s" % (
+            self.quote(name), self.quote(charset), self.quote(collation)), record=False)
+
+    def drop_scratch_database(self, conn, name):
+        conn.execute("DROP DATABASE IF EXISTS %s" % self.quote(name), record=False)
+
     # -- running DDL safely ---------------------------------------------------
     def session_timeouts(self, lock_timeout_ms, statement_timeout_ms):
         out = []
@@ -179,6 +213,7 @@ class MySQLDialect(BaseDialect):
 class MariaDBDialect(MySQLDialect):
     vendor = "mariadb"
     minimum_version = (10, 5)
+    json_type = "text"
 
     def statement_timeout_sql(self, ms):
         # MariaDB's max_statement_time bounds every statement, DDL included (seconds, fractional).

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.catalog import (
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import (
     Column, ForeignKey, Index, Table)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import BaseDialect
 
@@ -19,6 +19,13 @@ _TYPES = {
     "real": "float", "timestamp with time zone": "datetime", "timestamp without time zone": "datetime",
     "time without time zone": "time", "inet": "inet", "bytea": "bytes",
 }
+
+def _literal(text):
+    return str(text).replace("'", "''")
+
+
+#: Django < 4.1 declared auto fields as serial types
+_SERIALS = {"serial": "integer", "bigserial": "bigint", "smallserial": "smallint", "time": "time without time zone"}
 
 
 class PostgreSQLDialect(BaseDialect):
@@ -46,6 +53,13 @@ class PostgreSQLDialect(BaseDialect):
         if t.startswith("timestamp"):
             return "datetime"
         return t
+
+    def normalize_declared_type(self, db_type):
+        t = (db_type or "").strip().lower()
+        t = re.sub(r"^varchar\(", "character varying(", t)
+        t = re.sub(r"^(?:numeric|decimal)\((\d+),\s*(\d+)\)$", r"numeric(\1,\2)", t)
+        t = _SERIALS.get(t, t)
+        return self.normalize_type(t)
 
     def list_tables(self, conn):
         return [r[0] for r in conn.query(
@@ -146,6 +160,19 @@ class PostgreSQLDialect(BaseDialect):
             "WHERE s.seqrelid = %s::regclass AND a.attrelid = %s::regclass AND a.attname = %s",
             [seq, self.quote(table), column])
         return seq, seqtype, bool(identity)
+
+    # -- scratch databases (backup verification, the schema truth) -------------
+    def create_scratch_database(self, conn, name):
+        """Create an empty database ``name`` with the encoding and locale of the connected one."""
+        enc, collate, ctype = conn.query_one(
+            "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+            "WHERE datname = current_database()")
+        conn.execute("CREATE DATABASE %s TEMPLATE template0 ENCODING '%s' LC_COLLATE '%s' LC_CTYPE '%s'" % (
+            self.quote(name), _literal(enc), _literal(collate), _literal(ctype)), record=False)
+
+    def drop_scratch_database(self, conn, name):
+        force = " WITH (FORCE)" if self.version >= (13,) else ""
+        conn.execute("DROP DATABASE IF EXISTS %s%s" % (self.quote(name), force), record=False)
 
     def estimated_rows(self, conn, tables):
         if not tables:

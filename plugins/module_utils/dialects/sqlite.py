@@ -8,7 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.catalog import (
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import (
     Column, ForeignKey, Index, Table)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import BaseDialect
 
@@ -49,6 +49,12 @@ class SQLiteDialect(BaseDialect):
         if t in ("datetime", "timestamp"):
             return "datetime"
         return t
+
+    integer_width_matters = False
+
+    def normalize_declared_type(self, db_type):
+        # the catalog holds the type exactly as Django declared it: one normalisation serves both
+        return self.normalize_type(db_type)
 
     def list_tables(self, conn):
         return [r[0] for r in conn.query(
