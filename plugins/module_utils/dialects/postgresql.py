@@ -111,20 +111,21 @@ class PostgreSQLDialect(BaseDialect):
 
     def _foreign_keys(self, conn, column, oids):
         fks = []
-        for (name, table, cols, rtable, rcols, deltype, updtype, deferrable) in conn.query(
+        for (name, table, cols, rtable, rcols, deltype, updtype, deferrable, valid) in conn.query(
                 "SELECT con.conname, t.relname, "
                 "ARRAY(SELECT a.attname FROM unnest(con.conkey) WITH ORDINALITY k(attnum, ord) "
                 "      JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum ORDER BY k.ord), "
                 "r.relname, "
                 "ARRAY(SELECT a.attname FROM unnest(con.confkey) WITH ORDINALITY k(attnum, ord) "
                 "      JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum ORDER BY k.ord), "
-                "con.confdeltype, con.confupdtype, con.condeferrable "
+                "con.confdeltype, con.confupdtype, con.condeferrable, con.convalidated "
                 "FROM pg_constraint con JOIN pg_class t ON t.oid = con.conrelid "
                 "JOIN pg_class r ON r.oid = con.confrelid "
                 "WHERE con.contype = 'f' AND %s = ANY(%%s) ORDER BY t.relname, con.conname" % column, [oids]):
             fks.append(ForeignKey(name=name, table=table, columns=list(cols), ref_table=rtable,
                                   ref_columns=list(rcols), on_delete=_FK_ACTIONS.get(deltype, deltype),
-                                  on_update=_FK_ACTIONS.get(updtype, updtype), deferrable=bool(deferrable)))
+                                  on_update=_FK_ACTIONS.get(updtype, updtype), deferrable=bool(deferrable),
+                                  valid=bool(valid)))
         return fks
 
     def referencing_foreign_keys(self, conn, table):

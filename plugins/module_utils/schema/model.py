@@ -48,6 +48,7 @@ class ForeignKey:
     on_delete: str = "NO ACTION"
     on_update: str = "NO ACTION"
     deferrable: bool = False
+    valid: bool = True         # False for a PostgreSQL foreign key added NOT VALID and not yet validated
 
 
 @dataclass

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import repair_checksum, repair_seed000
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Plan
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import from_drift
 
 #: the finding codes oauth_repair can repair today, and the builder of their steps
 SUPPORTED = set(repair_checksum.CODES) | set(repair_seed000.CODES)
@@ -15,6 +16,8 @@ CHECKSUM_MIGRATIONS = (repair_checksum.SPECS["accesstoken"]["migration"],
 
 
 def repairable(finding, engine=None):
+    if finding["code"].startswith("schema_drift_"):
+        return from_drift.why_not(finding, engine) is None
     if finding["code"] in repair_seed000.CODES or (
             finding["code"] == "migration_half_applied"
             and finding["details"].get("migration") not in CHECKSUM_MIGRATIONS):
@@ -28,7 +31,8 @@ def select(findings, fix):
     """Findings chosen by ``fix`` (``all`` or a list of codes)."""
     fix = list(fix or ["all"])
     if "all" in fix:
-        return list(findings)
+        # harmless drift (names, extra indexes, wider types, allowlisted) is reported, not chosen
+        return [f for f in findings if not (f["code"].startswith("schema_drift_") and f["severity"] == "info")]
     return [f for f in findings if f["code"] in fix]
 
 
@@ -39,6 +43,7 @@ def build_plan(snapshot, findings, options):
     # must not fail on a key still being widened
     plan.extend(repair_seed000.build(snapshot, chosen, options))
     plan.extend(repair_checksum.build(snapshot, chosen, options.get("checksum_mode") or "complete"))
+    plan.extend(from_drift.build(snapshot, chosen, options))
     return plan
 
 
