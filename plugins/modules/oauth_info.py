@@ -117,6 +117,14 @@ checksum_checks:
   returned: always
   type: dict
   sample: {oauth2_provider_accesstoken: {method: sample, rows_checked: 20000, mismatches: 0}}
+schema_truth:
+  description:
+    - What the live schema was compared with (O(expected_schema)) - C(source) (C(dot), C(django_models) or
+      C(django_migrate)), the site's C(django) version, the C(models) read and their C(tables), and the number of
+      C(differences) (each one a C(schema_drift_*) finding; the collection's C(docs/drift.md)).
+  returned: always
+  type: dict
+  sample: {source: django_models, django: 5.2.19, tables: [oauth2_provider_accesstoken], differences: 0}
 summary:
   description: Number of findings, counts by severity, the codes, and C(healthy) (no fatal or error finding).
   returned: always

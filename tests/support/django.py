@@ -3,7 +3,8 @@
 Every call runs ``manage.py`` in a fresh subprocess with this interpreter
 (the virtualenv's), with the ``OAR_DB_*`` variables of the target database, so
 the real Django 5.2 and django-oauth-toolkit code (migrations included) runs
-exactly as it would on a site.
+exactly as it would on a site. ``python=`` runs another interpreter instead,
+e.g. one of :func:`tests.support.legacy.legacy_python` (older Django).
 """
 
 from __future__ import annotations
@@ -35,7 +36,8 @@ def manage_env(target, extra_env: Optional[Mapping[str, str]] = None) -> dict[st
     env = dict(os.environ)
     # Whatever the calling environment says, the project uses its own settings
     # and only the database/model given here.
-    for name in [n for n in env if n.startswith("OAR_DB_")] + ["OAR_APPLICATION_MODEL", "OAR_EXTRA_APPS"]:
+    project_vars = ["OAR_APPLICATION_MODEL", "OAR_EXTRA_APPS", "OAR_DEFAULT_AUTO_FIELD"]
+    for name in [n for n in env if n.startswith("OAR_DB_")] + project_vars:
         env.pop(name, None)
     env.update(target.django_env())
     env["DJANGO_SETTINGS_MODULE"] = "testproject.settings"
@@ -47,11 +49,12 @@ def manage_env(target, extra_env: Optional[Mapping[str, str]] = None) -> dict[st
 
 
 def run_manage(target, *args: str, extra_env: Optional[Mapping[str, str]] = None,
-               check: bool = True, timeout: float = 600) -> subprocess.CompletedProcess:
-    """Run ``manage.py <args>`` against ``target``; return the CompletedProcess
-    (``stdout``/``stderr`` as text). With ``check``, a non-zero exit raises
-    :class:`ManageError` showing the output."""
-    cmd = [sys.executable, str(MANAGE_PY), *map(str, args)]
+               check: bool = True, timeout: float = 600,
+               python: Optional[str] = None) -> subprocess.CompletedProcess:
+    """Run ``manage.py <args>`` against ``target`` with ``python`` (default: this
+    interpreter); return the CompletedProcess (``stdout``/``stderr`` as text).
+    With ``check``, a non-zero exit raises :class:`ManageError` showing the output."""
+    cmd = [python or sys.executable, str(MANAGE_PY), *map(str, args)]
     proc = subprocess.run(cmd, cwd=PROJECT_DIR, env=manage_env(target, extra_env),
                           capture_output=True, text=True, timeout=timeout, check=False)
     if check and proc.returncode != 0:
@@ -60,13 +63,14 @@ def run_manage(target, *args: str, extra_env: Optional[Mapping[str, str]] = None
 
 
 def migrate(target, app: Optional[str] = None, name: Optional[str] = None,
-            extra_env: Optional[Mapping[str, str]] = None) -> subprocess.CompletedProcess:
+            extra_env: Optional[Mapping[str, str]] = None,
+            python: Optional[str] = None) -> subprocess.CompletedProcess:
     """``manage.py migrate [app [name]]``: everything, one app, or one app up
     (or back) to migration ``name`` (``"zero"`` unapplies the app)."""
     if name is not None and app is None:
         raise ValueError("a migration name needs an app")
     args = ["migrate", "--noinput"] + [a for a in (app, name) if a is not None]
-    return run_manage(target, *args, extra_env=extra_env)
+    return run_manage(target, *args, extra_env=extra_env, python=python)
 
 
 def showmigrations(target, app: str = "oauth2_provider",
@@ -83,7 +87,8 @@ def showmigrations(target, app: str = "oauth2_provider",
 
 
 def issue_tokens(target, n: int, *args: str,
-                 extra_env: Optional[Mapping[str, str]] = None) -> dict[str, Any]:
+                 extra_env: Optional[Mapping[str, str]] = None,
+                 python: Optional[str] = None) -> dict[str, Any]:
     """Create a user, a confidential client-credentials application and ``n``
     access tokens with refresh tokens, through DOT's own models (command
     ``make_tokens``). Returns its JSON: ``user_id``, ``username``,
@@ -91,7 +96,7 @@ def issue_tokens(target, n: int, *args: str,
     ``access_tokens``, ``access_token_ids``, ``refresh_tokens``,
     ``refresh_token_ids``, ``expires``. Extra ``args`` go to the command
     (``--expires-in``, ``--scope``, ``--username``, ``--no-refresh``)."""
-    out = run_manage(target, "make_tokens", str(n), *args, extra_env=extra_env).stdout
+    out = run_manage(target, "make_tokens", str(n), *args, extra_env=extra_env, python=python).stdout
     lines = [line for line in out.splitlines() if line.strip()]
     if not lines:
         raise RuntimeError("make_tokens printed nothing")
@@ -99,14 +104,35 @@ def issue_tokens(target, n: int, *args: str,
 
 
 def token_authenticates(target, token: str,
-                        extra_env: Optional[Mapping[str, str]] = None) -> bool:
+                        extra_env: Optional[Mapping[str, str]] = None,
+                        python: Optional[str] = None) -> bool:
     """Whether ``GET /api/hello/`` with ``Authorization: Bearer <token>``
     answers 200 (command ``check_token``). Crashes raise rather than read as False."""
-    proc = run_manage(target, "check_token", token, extra_env=extra_env, check=False)
+    proc = run_manage(target, "check_token", token, extra_env=extra_env, check=False, python=python)
     lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
     status = lines[-1] if lines else ""
     if proc.returncode == 0 and status == "200":
         return True
     if proc.returncode == 1 and status.isdigit():
         return False
+    raise ManageError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+
+
+def token_roundtrip(target, extra_env: Optional[Mapping[str, str]] = None,
+                    python: Optional[str] = None) -> dict[str, Any]:
+    """Password grant, refresh grant and ``GET /api/hello/`` through DOT's real
+    endpoints (command ``token_roundtrip``). Returns its JSON: ``ok``,
+    ``password_status``, ``refresh_status``, ``api_status`` (int or None) and
+    ``error`` (the exception text or refusal, or None). A failed round trip is
+    ``ok`` False, not an exception; :class:`ManageError` only when the command
+    printed no JSON (it crashed)."""
+    proc = run_manage(target, "token_roundtrip", extra_env=extra_env, check=False, python=python)
+    lines = [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+    if lines:
+        try:
+            result = json.loads(lines[-1])
+        except ValueError:
+            result = None
+        if isinstance(result, dict) and "ok" in result:
+            return result
     raise ManageError(proc.returncode, proc.args, proc.stdout, proc.stderr)

@@ -15,6 +15,10 @@ The database is chosen by environment variables:
     Optional, comma-separated test apps to install as well, e.g. ``library``
     (seed 003's Author/Article, used by tests/test_db_surrogate_pk.py). Unset,
     no extra app is installed and other tests' databases are unaffected.
+``OAR_DEFAULT_AUTO_FIELD``
+    Optional ``DEFAULT_AUTO_FIELD``: unset, ``django.db.models.BigAutoField``;
+    ``unset``, not defined at all (Django's default, ``AutoField``); anything
+    else, that dotted path. Decides the type of the ``shelf`` app's auto ``id``.
 """
 
 import os
@@ -96,7 +100,9 @@ def _database():
 
 DATABASES = {"default": _database()}
 
-DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+_default_auto_field = os.environ.get("OAR_DEFAULT_AUTO_FIELD", "").strip() or "django.db.models.BigAutoField"
+if _default_auto_field != "unset":
+    DEFAULT_AUTO_FIELD = _default_auto_field
 USE_TZ = True
 TIME_ZONE = "UTC"
 LANGUAGE_CODE = "en-us"
