@@ -88,8 +88,8 @@ def test_severity_follows_what_breaks():
                           ("tok_old_idx", ["user_id"], False)],
                  fks=[("tok_user_fk", "user_id", "other")])
     expected = schema(expected_token(), source="django_models")
-    out = dict((f[0] + ":" + f[3][0], f[1]) for f in drift.drift_findings(diff_mod.diff(expected, schema(live)),
-                                                                            expected))
+    findings = drift.drift_findings(diff_mod.diff(expected, schema(live)), expected)
+    out = dict((f[0] + ":" + f[3][0], f[1]) for f in findings)
     assert out["schema_drift_uuid_char32:tok.family"] == "fatal"
     assert out["schema_drift_int_width:tok.id"] == "warning"
     assert out["schema_drift_column_type:tok.code"] == "fatal"

@@ -63,15 +63,16 @@ def test_fresh_migrate_has_zero_drift(any_db, auto_field):
 
 def _mutate(target):
     """Drift a freshly migrated database; return the (code, object) pairs each change must be reported as."""
-    q = lambda name: ('`%s`' if target.engine == "mysql" else '"%s"') % name  # noqa: E731
+    def q(name):
+        return ('`%s`' if target.engine == "mysql" else '"%s"') % name
+
     expected = []
     # a column of the swapped model's own is missing (the swap that forgot extra_columns)
     target.execute("ALTER TABLE %s DROP COLUMN %s" % (q(APP_TABLE), q("logo_url")))
     expected.append(("schema_drift_missing_column", APP_TABLE + ".logo_url"))
     # a named index of DOT's Meta.indexes is missing
-    target.execute("DROP INDEX %s%s" % (q("oauth2_prov_token_f_996e8a_idx"),
-                                         " ON %s" % q("oauth2_provider_refreshtoken") if target.engine == "mysql"
-                                         else ""))
+    on = " ON %s" % q("oauth2_provider_refreshtoken") if target.engine == "mysql" else ""
+    target.execute("DROP INDEX %s%s" % (q("oauth2_prov_token_f_996e8a_idx"), on))
     expected.append(("schema_drift_missing_index", "oauth2_provider_refreshtoken.token_family"))
     if target.engine == "sqlite":
         return expected
@@ -96,9 +97,8 @@ def _mutate(target):
         "SELECT conname FROM pg_constraint WHERE conrelid = 'oauth2_provider_refreshtoken'::regclass "
         "AND contype = 'f' AND conname LIKE '%%user_id%%'")]
     assert len(fk) == 1
-    target.execute("ALTER TABLE %s DROP %s %s" % (q("oauth2_provider_refreshtoken"),
-                                                   "FOREIGN KEY" if target.engine == "mysql" else "CONSTRAINT",
-                                                   q(fk[0])))
+    what = "FOREIGN KEY" if target.engine == "mysql" else "CONSTRAINT"
+    target.execute("ALTER TABLE %s DROP %s %s" % (q("oauth2_provider_refreshtoken"), what, q(fk[0])))
     expected.append(("schema_drift_missing_fk", "oauth2_provider_refreshtoken.user_id"))
     # a key narrower than the model, referenced by nothing (seed 000's grant.id)
     if target.engine == "mysql":

@@ -167,13 +167,13 @@ options:
     description:
       - What the live schema is compared with (the schema truth). Each difference is a C(schema_drift_*) finding
         (the collection's C(docs/drift.md)).
-      - C(django_models) runs a read-only probe with the site's own Python and settings (O(django)): the tables
+      - C(django_models) runs a read-only probe with the site's own Python and settings (O(django)), giving the tables
         Django would create for DOT's models (swapped ones resolved), C(AUTH_USER_MODEL), the apps in
         O(drift_apps) and their M2M tables, on this engine and server version.
       - C(django_migrate) migrates a scratch database from zero with the site's own migrations and reads it back
         with the same introspection as the live database; exact, but the user must be allowed to create
         databases. The scratch database is always dropped.
-      - C(dot) compares with nothing: only the collection's knowledge of DOT's migrations is used.
+      - C(dot) compares with nothing; only the collection's knowledge of DOT's migrations is used.
       - C(auto) is C(django_models) when O(django) is given, else C(dot).
     type: str
     choices: [auto, dot, django_models, django_migrate]

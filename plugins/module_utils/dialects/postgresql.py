@@ -24,6 +24,7 @@ def _literal(text):
     return str(text).replace("'", "''")
 
 
+
 #: Django < 4.1 declared auto fields as serial types
 _SERIALS = {"serial": "integer", "bigserial": "bigint", "smallserial": "smallint", "time": "time without time zone"}
 

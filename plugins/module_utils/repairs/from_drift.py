@@ -97,7 +97,7 @@ def build(snapshot, findings, options):
 
 
 def _split(obj):
-    table, _, column = obj.partition(".")
+    table, column = (obj.split(".", 1) + [""])[:2]
     return table, column
 
 

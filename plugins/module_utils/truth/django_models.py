@@ -127,8 +127,8 @@ def schema_from_probe(doc, dialect):
                 name=c["name"], type=dialect.normalize_declared_type(c["db_type"]), raw_type=c["db_type"],
                 nullable=bool(c["null"]) and not c["primary_key"], default=c.get("default"),
                 auto_increment=bool(c["auto"])))
-            fields["%s.%s" % (name, c["name"])] = dict(model=c["model"], field=c["field"],
-                                                      has_db_default=bool(c.get("has_db_default")))
+            fields["%s.%s" % (name, c["name"])] = dict(
+                model=c["model"], field=c["field"], has_db_default=bool(c.get("has_db_default")))
             if c["primary_key"]:
                 table.primary_key = [c["name"]]
         for i in data["indexes"]:

@@ -40,8 +40,10 @@ class Migration(migrations.Migration):
                 ('code', models.CharField(default='', max_length=20)),
                 ('public', models.BooleanField(default=False)),
                 ('copies', models.PositiveIntegerField(default=1)),
-                ('application', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='shelf_items', to=oauth2_settings.APPLICATION_MODEL)),
-                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='shelf_items', to=settings.AUTH_USER_MODEL)),
+                ('application', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL,
+                                                  related_name='shelf_items', to=oauth2_settings.APPLICATION_MODEL)),
+                ('owner', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL,
+                                            related_name='shelf_items', to=settings.AUTH_USER_MODEL)),
                 ('tags', models.ManyToManyField(blank=True, related_name='items', to='shelf.tag')),
             ],
             options={
