@@ -20,9 +20,9 @@ _TYPES = {
     "time without time zone": "time", "inet": "inet", "bytea": "bytes",
 }
 
+
 def _literal(text):
     return str(text).replace("'", "''")
-
 
 
 #: Django < 4.1 declared auto fields as serial types
