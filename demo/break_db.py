@@ -1,12 +1,12 @@
-"""Build the demo database, broken the way the field reports describe.
+"""Build the demo database, broken the way the field reports describe (docs/field-reports.md).
 
 1. The site runs DOT's migrations up to 0011 and issues OAuth tokens (real Django, real DOT).
 2. An upgrade to DOT 3.0.0 died in 0012 the way it does where DDL is not transactional
-   (shared/seeds/004): token_checksum exists, every row holds '', no unique index, 0012 unrecorded.
-3. django_migrations still has rows from before DOT 1.3's squash (shared/seeds/000).
+   (field report 004): token_checksum exists, every row holds '', no unique index, 0012 unrecorded.
+3. django_migrations still has rows from before DOT 1.3's squash (field report 000).
 4. All of that with the release the site ran before (DEMO_RELEASE=before-swap: DOT's own Application model),
    while the release being deployed (demosite/settings.py) swaps OAUTH2_PROVIDER_APPLICATION_MODEL to
-   demoapp.DemoApplication (shared/seeds/001): its migrate stops with InconsistentMigrationHistory.
+   demoapp.DemoApplication (field report 001): its migrate stops with InconsistentMigrationHistory.
 Prints the tokens (JSON) so that the demo can check they still authenticate afterwards.
 """
 import json

@@ -14,7 +14,7 @@ export DEMO_DB="$RUN/db.sqlite3"
 
 say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
 
-say "1. Building the demo site's database, broken like seeds 000, 001 and 004"
+say "1. Building the demo site's database, broken like field reports 000, 001 and 004 (docs/field-reports.md)"
 tokens_json="$(python demo/break_db.py)"
 python -c 'import json,sys; print("tokens issued before the repair (sample):", json.loads(sys.argv[1])["tokens"])' "$tokens_json"
 if (cd demo/site && python manage.py migrate --noinput >"$RUN/migrate-before.log" 2>&1); then
@@ -24,8 +24,10 @@ echo "The release being deployed swaps the Application model; Django's own migra
 tail -1 "$RUN/migrate-before.log"
 
 say "2. ansible-playbook playbooks/repair_oauth.yml (staging: the demo site)"
+# The host's report is printed once, at the end (step 4), not also by the playbook (oauth_repair_show_report).
 ansible-playbook -i demo/inventory.yml playbooks/repair_oauth.yml \
-    -e "{\"oauth_repair_db\": {\"engine\": \"sqlite\", \"name\": \"$DEMO_DB\"}, \"oauth_repair_report_dir\": \"$RUN/reports\"}"
+    -e "{\"oauth_repair_db\": {\"engine\": \"sqlite\", \"name\": \"$DEMO_DB\"}, \"oauth_repair_report_dir\": \"$RUN/reports\",
+         \"oauth_repair_show_report\": false}"
 
 say "3. Django's own migrate now completes, and the old tokens still authenticate"
 (cd demo/site && python manage.py migrate --noinput | tail -3 && python manage.py makemigrations --check --dry-run)

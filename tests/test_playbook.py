@@ -123,15 +123,21 @@ def test_demo_dry_run_repair_second_run_and_django(tmp_path):
     assert "step 3 [would_run] token_checksum:backfill:oauth2_provider_accesstoken" in dry.stdout
     assert 'SQL: UPDATE \\"oauth2_provider_accesstoken\\" SET \\"token_checksum\\"' in dry.stdout  # JSON-quoted
     assert "maintenance window needed" in dry.stdout
+    # issue 13.6a: the swap stage repairs the swapped-model findings; the plan does not call them unrepaired
+    assert re.search(r"swap the application model to demoapp.DemoApplication \(repairs [^)]*swapped_model_stale_fk",
+                     dry.stdout), dry.stdout[-4000:]
+    assert "not repaired by this version" not in dry.stdout
+    assert "# OAuth repair: demo-site" in dry.stdout  # the playbook prints the host's report by default
     plan = report(reports, "demo-site")
     assert plan["mode"] == "check" and plan["outcome"] == "dry_run"
     assert plan["would_record"] == ["0012_add_token_checksum"] and plan["recorded"] == []
     assert [s["status"] for s in plan["plan"]].count("would_run") >= 3
     assert "swap:create_table:demoapp_demoapplication" in [s["key"] for s in plan["plan"]]
 
-    run = playbook("demo/inventory.yml", extra, db=db)
+    run = playbook("demo/inventory.yml", dict(extra, oauth_repair_show_report=False), db=db)
     assert run.returncode == 0, show(run)
     assert recap(run.stdout)["demo-site"]["changed"] >= 3  # backup, repair, migrations recorded, migrate
+    assert "# OAuth repair: demo-site" not in run.stdout  # issue 13.6e: scripts/demo.sh prints it once, itself
     r = report(reports, "demo-site")
     assert r["outcome"] == "success" and r["mode"] == "apply"
     assert {"token_checksum_empty", "swapped_model_inconsistent_history",
@@ -161,6 +167,14 @@ def test_demo_dry_run_repair_second_run_and_django(tmp_path):
                                    "deploy", "verify"}
     assert {c["name"]: c["ok"] for c in r["verification"]["checks"]} == {
         "findings": True, "fingerprints": True, "migrate --check": True, "makemigrations --check": True}
+    # issue 13.6c: DOT's 0015 (migrated by the deploy) changes *.token_checksum too, which is said once
+    fp_detail = {c["name"]: c["detail"] for c in r["verification"]["checks"]}["fingerprints"]
+    assert fp_detail.startswith("equal to the preflight fingerprint, apart from the intended changes to *.token_checksum")
+    assert fp_detail.count("*.token_checksum") == 1, fp_detail
+    assert "*.token_checksum" in md and "*.token_checksum, *.token_checksum" not in md
+    # issue 13.6b: the SQL is labelled per step: the swap and the checksum steps ran
+    assert re.search(r"Step \d+, `swap:[^`]+` on `[^`]+`: \*\*ran\*\*", md), md
+    assert re.search(r"Step \d+, `token_checksum:[^`]+` on `oauth2_provider_accesstoken`: \*\*ran\*\*", md), md
     assert len(r["deploy"]["migrated"]) == 10  # 0013..0022 by the real migrate
     fleet = json.loads((reports / "fleet.json").read_text())
     assert fleet["complete"] is True and fleet["hosts"]["demo-site"]["outcome"] == "success"

@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import stat
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.backup import write_private
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import redact
@@ -17,6 +18,9 @@ STAGES = ("preflight", "backup", "maintenance_window", "repair", "fake_migration
 FLEET_NAME = "fleet"
 RUNS = "runs"
 KEEP_RUNS = 30
+NOT_RUN = "not run"
+DIR_MODE, FILE_MODE = 0o700, 0o600
+REPORT_SUFFIXES = (".json", ".md")
 
 
 def parse_time(text):
@@ -68,7 +72,38 @@ def _table(headers, rows):
     return lines
 
 
+STEP_STATUS = {
+    "ran": "ran",
+    "failed": "failed (it may have run in part; see the error above)",
+    "done_already": "already done, not run",
+}
+
+
+def step_status_label(status, mode=None):
+    """What a plan step's ``status`` means in a report, in words: the SQL shown ran, would run, or did not run."""
+    if status == "would_run":
+        return "would run (dry run: nothing was run)" if mode == "check" else "planned, not run (the repair stage did not run)"
+    return STEP_STATUS.get(status, "not run (%s)" % (status or "no status"))
+
+
+def plan_sql_markdown(plan, mode=None):
+    """The SQL of the plan, one block per step, each labelled with its step and what happened to it."""
+    out = []
+    for i, step in enumerate(plan):
+        sql = step.get("sql") or []
+        if not sql:
+            continue
+        if not out:
+            out += ["", "### SQL by step", ""]
+        out += ["Step %d, `%s`%s: **%s**" % (i + 1, step.get("key"), " on `%s`" % step["table"] if step.get("table") else "",
+                                             step_status_label(step.get("status"), mode)),
+                "", "```sql"] + ["%s;" % q.rstrip().rstrip(";") for q in sql] + ["```", ""]
+    return out[:-1] if out else out
+
+
 def host_markdown(r):
+    if r.get("outcome") == NOT_RUN:
+        return not_run_markdown(r)
     out = ["# OAuth repair: %s" % r.get("host"), ""]
     db = r.get("database") or {}
     out += [
@@ -89,9 +124,7 @@ def host_markdown(r):
         out += _table(["#", "step", "table", "lock", "duration", "online", "status", "seconds"],
                       [(i + 1, s.get("key"), s.get("table"), s.get("lock"), s.get("duration"), s.get("online"),
                         s.get("status"), s.get("seconds")) for i, s in enumerate(plan)])
-        sql = [q for s in plan for q in (s.get("sql") or [])]
-        if sql:
-            out += ["", "```sql"] + ["%s;" % q.rstrip(";") for q in sql] + ["```"]
+        out += plan_sql_markdown(plan, r.get("mode"))
     else:
         out.append("nothing to do")
     if r.get("not_repaired"):
@@ -147,6 +180,7 @@ def write_host_report(report_dir, report, secrets=(), keep_runs=KEEP_RUNS):
     """Write ``<host>.json`` and ``<host>.md`` (mode 0600), in ``report_dir`` (the latest) and in the run's own
     directory ``runs/<run_id>/``; returns (report, paths, changed)."""
     report = redact(complete_host_report(report), secrets)
+    tighten_reports(report_dir)
     name = safe_name(report["host"])
     json_text, md_text = json.dumps(report, indent=2, default=str) + "\n", host_markdown(report)
     paths, changed = _write_pair(os.path.join(_mkdir(report_dir), name), json_text, md_text)
@@ -160,9 +194,53 @@ def write_host_report(report_dir, report, secrets=(), keep_runs=KEEP_RUNS):
 
 
 def _mkdir(path):
+    return private_dir(path)
+
+
+def _tighten(path, mode):
+    """Set ``path``'s mode to ``mode`` when it differs (not through a symbolic link; best effort: a path owned by
+    another user is left as it is)."""
+    try:
+        if not os.path.islink(path) and stat.S_IMODE(os.stat(path).st_mode) != mode:
+            os.chmod(path, mode)
+    except OSError:
+        pass
+
+
+def private_dir(path):
+    """Make ``path`` a directory of mode 0700: created so (missing parents too), or tightened when it exists."""
     if not os.path.isdir(path):
-        os.makedirs(path, 0o700)
+        parent = os.path.dirname(os.path.abspath(path))
+        if parent and not os.path.isdir(parent):
+            private_dir(parent)
+        try:
+            os.mkdir(path, DIR_MODE)
+        except FileExistsError:
+            pass
+    _tighten(path, DIR_MODE)
     return path
+
+
+def tighten_reports(report_dir):
+    """Bring a report directory written by an older version to the documented modes: the directory,
+    ``runs/`` and every run's directory 0700, the reports (``*.json``, ``*.md``) and every file of a run 0600."""
+    private_dir(report_dir)
+    for name in os.listdir(report_dir):
+        path = os.path.join(report_dir, name)
+        if name.endswith(REPORT_SUFFIXES) and os.path.isfile(path):
+            _tighten(path, FILE_MODE)
+    root = os.path.join(report_dir, RUNS)
+    if not os.path.isdir(root):
+        return
+    _tighten(root, DIR_MODE)
+    for run in os.listdir(root):
+        folder = os.path.join(root, run)
+        if os.path.islink(folder) or not os.path.isdir(folder):
+            continue
+        _tighten(folder, DIR_MODE)
+        for name in os.listdir(folder):
+            if os.path.isfile(os.path.join(folder, name)):
+                _tighten(os.path.join(folder, name), FILE_MODE)
 
 
 def prune_runs(report_dir, keep):
@@ -201,7 +279,7 @@ def fleet_summary(report_dir, run_id, groups, complete=False):
     for group, names in groups.items():
         for name in names:
             path = os.path.join(run_dir(report_dir, run_id), "%s.json" % safe_name(name))
-            entry = dict(group=group, outcome="not run", report=None)
+            entry = dict(group=group, outcome=NOT_RUN, report=None)
             if os.path.exists(path):
                 with open(path) as f:
                     r = json.load(f)
@@ -249,8 +327,9 @@ def fleet_markdown(s):
 
 def write_fleet_summary(report_dir, run_id, groups, complete=False):
     """Write ``fleet.json`` and ``fleet.md`` in ``report_dir`` and in the run's directory."""
+    tighten_reports(report_dir)
     summary = fleet_summary(report_dir, run_id, groups, complete)
-    paths, changed = [], False
+    paths, changed = mark_not_run(report_dir, summary)
     for folder in (report_dir, run_dir(report_dir, run_id)):
         base = os.path.join(_mkdir(folder), FLEET_NAME)
         old = None
@@ -267,3 +346,69 @@ def write_fleet_summary(report_dir, run_id, groups, complete=False):
         paths += more
         changed = changed or written
     return summary, paths, changed
+
+
+def _read_json(path):
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def mark_not_run(report_dir, summary):
+    """Hosts of the fleet ``summary`` without a report of its run whose top-level ``<host>.json``/``.md`` are an
+    earlier run's: replace them by a report saying that the host did not run in this run, noted when, naming the
+    earlier report (kept in ``runs/<its run id>/``). A host never reported gets nothing. Returns (paths, changed)."""
+    run_id, complete = summary["run_id"], bool(summary["complete"])
+    paths, changed = [], False
+    for name, entry in sorted(summary["hosts"].items()):
+        if entry["outcome"] != NOT_RUN:
+            continue
+        base = os.path.join(report_dir, safe_name(name))
+        if not os.path.exists(base + ".json") and not os.path.exists(base + ".md"):
+            continue
+        old = _read_json(base + ".json") or {}
+        if old.get("run_id") == run_id and (old.get("outcome") != NOT_RUN or bool(old.get("complete")) == complete):
+            continue  # this run's own report, or already marked so
+        if old.get("outcome") == NOT_RUN:
+            previous = old.get("previous")
+        elif old.get("run_id"):
+            folder = run_dir(report_dir, old["run_id"])
+            previous = dict(run_id=old["run_id"], outcome=old.get("outcome"), mode=old.get("mode"),
+                            started=old.get("started"), finished=old.get("finished"),
+                            report=os.path.join(RUNS, os.path.basename(folder), safe_name(name) + ".md")
+                            if os.path.exists(os.path.join(folder, safe_name(name) + ".md")) else None)
+        else:
+            previous = None
+        marker = dict(host=name, group=entry.get("group"), run_id=run_id, outcome=NOT_RUN, complete=complete,
+                      noted=datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                      previous=previous)
+        more, written = _write_pair(base, json.dumps(marker, indent=2, default=str) + "\n", not_run_markdown(marker))
+        paths += more
+        changed = changed or written
+    return paths, changed
+
+
+def not_run_markdown(r):
+    """The Markdown of a host that did not run in run ``r["run_id"]``."""
+    if r.get("complete"):
+        what = "**not run** in run `%s`: the rollout ended without running this host (an earlier host failed, " \
+               "or the host was not selected, e.g. by `--limit`)" % r.get("run_id")
+    else:
+        what = "**not run (yet)** in run `%s`: the run is still going, or stopped before this host" % r.get("run_id")
+    out = ["# OAuth repair: %s" % r.get("host"), "",
+           "- **outcome**: %s" % what,
+           "- **noted**: %s" % r.get("noted"),
+           ]
+    prev = r.get("previous") or {}
+    if prev.get("run_id"):
+        out.append("- **previous report**: run `%s`, %s, outcome %s, started %s, finished %s%s" % (
+            prev["run_id"], prev.get("mode"), prev.get("outcome"), prev.get("started"), prev.get("finished"),
+            ": `%s`" % prev["report"] if prev.get("report") else " (its report is no longer kept)"))
+    else:
+        out.append("- **previous report**: none readable")
+    if r.get("complete"):
+        out += ["", "Nothing was done to this host's database in run `%s`." % r.get("run_id")]
+    return "\n".join(out) + "\n"

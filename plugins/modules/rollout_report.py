@@ -12,13 +12,18 @@ short_description: Write the per-host and fleet reports of a repair rollout
 version_added: 0.1.0
 description:
   - O(state=host) writes C(<report_dir>/<host>.json) and a readable C(<host>.md) summary of one host's run - findings,
-    the plan with its SQL and lock profile, stage durations, maintenance window length, backup, migrations
+    the plan with its lock profile and each step's SQL labelled with what became of it (ran, would run in a dry run,
+    already done and not run, failed), stage durations, maintenance window length, backup, migrations
     recorded, verification and rollback - both mode 0600. Stage durations, the run's duration and the window's
     length are computed from the timestamps in O(report). The same files are kept in C(<report_dir>/runs/<run_id>/),
     the top-level ones being the latest run's; the O(keep_runs) newest runs are kept.
   - O(state=fleet) reads the reports of every host of O(groups) written for run O(run_id) and writes C(fleet.json)
     and C(fleet.md) - outcome per host, and whether every staging host finished before any production host started.
-    A host without a report of this run is C(not run).
+    A host without a report of this run is C(not run); when its top-level C(<host>.json) and C(<host>.md) are an
+    earlier run's, they are replaced by a report saying that it did not run in run O(run_id) (not run yet, while
+    O(complete=false)), when that was noted, and which earlier report (kept in C(runs/)) is its last one.
+  - The report directory, C(runs/) and each run's directory are created mode 0700, and tightened to 0700 when they
+    exist with another mode; the reports (C(*.json), C(*.md)) and every file of a run are tightened to 0600.
   - Every value of O(secrets) and every value under a secret key (C(password), C(token), C(client_secret)...) is
     replaced by C(********) before anything is written. Meant to run on the controller (delegated to localhost).
 author:
@@ -30,7 +35,7 @@ options:
     choices: [host, fleet]
     default: host
   report_dir:
-    description: Directory of the reports, created mode 0700 when missing.
+    description: Directory of the reports, created mode 0700 when missing, tightened to 0700 when it exists.
     type: path
     required: true
   report:
@@ -150,8 +155,6 @@ def main():
     if module.check_mode:
         summary = reports.fleet_summary(p["report_dir"], p["run_id"], groups, p["complete"])
         module.exit_json(changed=False, paths=[], summary=summary, markdown=reports.fleet_markdown(summary))
-    if not os.path.isdir(p["report_dir"]):
-        os.makedirs(p["report_dir"], 0o700)
     summary, paths, changed = reports.write_fleet_summary(p["report_dir"], p["run_id"], groups, p["complete"])
     module.exit_json(changed=changed, paths=paths, summary=summary, markdown=reports.fleet_markdown(summary))
 
