@@ -53,7 +53,12 @@ options:
     choices: [auto, always, never]
     default: auto
   fail_on_error:
-    description: Fail when the command exits non-zero. With V(false), RV(rc) tells (C(migrate --check) exits 1 when a migration is unapplied).
+    description:
+      - Fail when the command exits non-zero. With V(false), RV(rc) tells (C(migrate --check) exits 1 when a migration
+        is unapplied).
+      - The failure's message is the error the command ended with - the exception of Django's traceback (for example
+        C(InconsistentMigrationHistory), a migration applied before its dependency) with its text, not the traceback
+        - then the command line and a fix; RV(stderr) has the whole output.
     type: bool
     default: true
   timeout:
@@ -129,6 +134,62 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common imp
 READ_ONLY_COMMANDS = ("check", "showmigrations", "sqlmigrate", "diffsettings", "help", "version")
 READ_ONLY_FLAGS = ("--check", "--plan", "--dry-run", "--list")
 _APPLYING = re.compile(r"^\s*Applying (\S+)\.\.\.", re.M)
+# the last line of a Python traceback: "package.module.SomeError: message" (or just "SomeError")
+_EXCEPTION_LINE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)*([A-Za-z_][A-Za-z0-9_]*)(?::\s*(.*))?$")
+#: fixes of the errors manage.py commonly dies with, by exception name
+FIXES = {
+    "InconsistentMigrationHistory": (
+        "a migration is recorded in django_migrations before one it depends on: record the missing dependency "
+        "first (django_ops.oauth_repair.django_migration; in the rollout, fake_migration_method: module or auto), "
+        "or remove the rows recorded out of order"),
+    "NodeNotFoundError": "a recorded migration depends on one the installed code does not have: install the release "
+                         "that has it, or fix the dependency",
+    "CommandError": "check the command's arguments (app label, migration name) against the installed code",
+    "ImproperlyConfigured": "check settings (DJANGO_SETTINGS_MODULE) and the environment the settings read",
+    "ModuleNotFoundError": "set python to the project's interpreter, and settings to its settings module",
+    "OperationalError": "check the database settings the project reads (host, port, user, password, name) and that "
+                        "the database answers",
+}
+MAX_SAID = 1000  # characters of the error kept in the message
+DEFAULT_FIX = "read stderr (returned in full), then run the command by hand in project_dir with the same environment"
+
+
+def error_summary(text):
+    """The error a failed ``manage.py`` ended with: ``(name, message)`` - the exception of the last traceback
+    (``InconsistentMigrationHistory``, ``Migration ... is applied before its dependency ...``), Django's
+    ``CommandError: ...``, or the last non-empty line with name None. ``("", "")`` when there is no output."""
+    lines = [line.rstrip() for line in (text or "").splitlines() if line.strip()]
+    if not lines:
+        return "", ""
+    if any(line.startswith("Traceback (most recent call last)") for line in lines):
+        # the exception's lines follow the last indented (frame or source) line of the last traceback
+        start = max(i for i, line in enumerate(lines) if line.startswith("Traceback (most recent call last)"))
+        tail = lines[start + 1:]
+        indented = [i for i, line in enumerate(tail) if line[:1].isspace()]
+        exc = tail[max(indented) + 1:] if indented else tail
+        if exc:
+            match = _EXCEPTION_LINE.match(exc[0].strip())
+            if match:
+                return match.group(1), " ".join([match.group(2) or ""] + [line.strip() for line in exc[1:]]).strip()
+            return None, " ".join(line.strip() for line in exc)
+    last = lines[-1].strip()
+    match = _EXCEPTION_LINE.match(last)
+    if match and match.group(2) is not None and match.group(1)[:1].isupper():
+        return match.group(1), match.group(2).strip()
+    return None, last
+
+
+def failure_message(args, cmd, rc, stdout, stderr, project_dir):
+    """A readable failure of ``manage.py ARGS``: what Django said (not its traceback), the command and a fix."""
+    name, message = error_summary(stderr)
+    if not name and not message:
+        name, message = error_summary(stdout)
+    said = ("%s: %s" % (name, message) if name and message else name or message) or "no output"
+    if len(said) > MAX_SAID:
+        said = said[:MAX_SAID] + "... (see stderr)"
+    return "manage.py %s exited with %s: %s%s Command: %s (in %s). Fix: %s" % (
+        " ".join(args), rc, said, "" if said.endswith(".") else ".", " ".join(cmd), project_dir,
+        FIXES.get(name, DEFAULT_FIX))
 
 
 def main():
@@ -182,10 +243,9 @@ def main():
     result["changed"] = changed
     result["failed"] = False  # with fail_on_error false, a non-zero rc is an answer, not a failure
     if proc.returncode != 0 and p["fail_on_error"]:
-        tail = (result["stderr"] or result["stdout"]).strip().splitlines()[-5:]
         result.pop("failed")
-        module.fail_json(msg="manage.py %s exited with %s: %s" % (" ".join(args), proc.returncode, " | ".join(tail)),
-                         **result)
+        module.fail_json(msg=redact(failure_message(args, cmd, proc.returncode, result["stdout"], result["stderr"],
+                                                    p["project_dir"]), secrets), **result)
     module.exit_json(**result)
 
 
