@@ -314,12 +314,17 @@ def test_remove_swapped_initial_warns_about_dot(any_db):
 def test_hostile_values_are_plain_data(any_db):
     make_history(any_db, [("myapp", "0001_initial")])
 
-    res = ok(run(any_db, app=HOSTILE, name=HOSTILE))
+    # neither is something Django could have written: refused, nothing written (issue 13 item 4)...
+    res = run(any_db, app=HOSTILE, name=HOSTILE)
+    assert res["failed"] and res["changed"] is False and "nothing was recorded" in res["msg"]
+    assert res["object"] == "app" and all_rows(any_db) == [("myapp", "0001_initial")]
+    # ...unless forced; then they are plain values
+    res = ok(run(any_db, app=HOSTILE, name=HOSTILE, force=True))
     assert res["changed"] and res["added"] == [HOSTILE] and res["recorded"] == [HOSTILE]
     assert all(INSERT.match(q) for q in res["executed_queries"])
     assert (HOSTILE, HOSTILE) in all_rows(any_db)  # stored as given; the table is still there
     assert warnings_of(res)  # neither is something Django could have written
-    assert ok(run(any_db, app=HOSTILE, name=HOSTILE))["changed"] is False  # compared as a value
+    assert ok(run(any_db, app=HOSTILE, name=HOSTILE, force=True))["changed"] is False  # compared as a value
 
     res = ok(run(any_db, app="myapp", name=HOSTILE, state="absent"))
     assert res["changed"] is False

@@ -367,9 +367,12 @@ def test_online_decided_by_edition(tmp_path):
 
 
 def test_lock_and_statement_timeouts():
-    result = repair("seed002", lock_timeout=0, statement_timeout=90000)
-    assert result["plan"][0]["sql"][-1] == "SET LOCK_TIMEOUT -1"   # our 0 = no limit; SQL Server's 0 = no wait
+    result = repair("seed002", lock_timeout=7000, statement_timeout=90000)
+    assert result["plan"][0]["sql"][-1] == "SET LOCK_TIMEOUT 7000"
     assert "-b -t 90 -i" in result["tsql_script"]
+    # a lock wait is always bounded: 0 (which would be "no limit") is refused before anything is planned
+    refused = run_module("oauth_repair", params("seed002", None, lock_timeout=0))
+    assert refused["failed"] and "lock_timeout=0 is out of range" in refused["msg"] and refused["changed"] is False
 
 
 def test_same_plan_every_run_and_in_check_mode():

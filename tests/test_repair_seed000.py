@@ -647,8 +647,8 @@ def test_mariadb_sigkill_between_fk_drop_and_recreation(site):
 
 def _pg_backends(db):
     return [r[0] for r in db.query(
-        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name = %s "
-        "AND wait_event_type = 'Lock'", ("django_ops.oauth_repair",))]
+        "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND application_name LIKE %s "
+        "AND wait_event_type = 'Lock'", ("django_ops.oauth_repair%",))]
 
 
 @pytest.mark.postgresql

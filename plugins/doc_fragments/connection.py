@@ -12,7 +12,8 @@ options:
   engine:
     description:
       - The database engine of the Django site.
-      - C(mysql) covers MySQL 8 and MariaDB 10.5 or later; which one is told apart by the server version.
+      - C(mysql) covers MariaDB 10.5 or later (tested on MariaDB 10.11) and is expected to work with MySQL 8.0 or
+        later, which is not tested here; the two are told apart by the server version.
       - C(mssql) (SQL Server 2016 or later, Azure SQL) is supported as plans only, by
         M(django_ops.oauth_repair.oauth_info) and M(django_ops.oauth_repair.oauth_repair) - the catalog is read
         from O(catalog_snapshot) (or, when the C(pymssql) library is importable and O(catalog_snapshot) is not
@@ -75,6 +76,20 @@ options:
       - Client private key file.
     type: path
     aliases: [ssl_key]
+  lock_timeout:
+    description:
+      - Milliseconds any statement of the module may wait for a lock - reads included, from the first statement on -
+        before it fails with a message naming the table and the session holding the lock. From 1 to 86400000.
+      - MariaDB/MySQL round it up to whole seconds (C(lock_wait_timeout), C(innodb_lock_wait_timeout)); SQLite uses
+        it as its busy timeout.
+    type: int
+    default: 5000
+  statement_timeout:
+    description:
+      - Milliseconds one statement may run; C(0) means no limit. From 0 to 86400000.
+      - MariaDB and PostgreSQL bound every statement; MySQL 8 bounds only reads, so its DDL relies on O(lock_timeout).
+    type: int
+    default: 0
   catalog_snapshot:
     description:
       - For O(engine=mssql) only - the JSON catalog snapshot of the SQL Server database, printed by the

@@ -7,7 +7,9 @@
   ``mariadb``/``mysql`` client.
 * PostgreSQL: ``pg_dump -Fc`` of the tables, inside a snapshot exported by this module's own
   REPEATABLE READ transaction (``--snapshot``), so the fingerprint taken in that transaction is
-  exactly the dump's content; restored with ``pg_restore``.
+  exactly the dump's content; restored with ``pg_restore``. The sequences feeding the tables' columns
+  are dumped by name (``--table`` alone leaves out those no column owns, as Django < 4.0 made them),
+  their values recorded in the manifest and checked after every restore.
 * SQLite: the online backup API (``sqlite3.Connection.backup``) inside a read transaction in which the
   fingerprint is also taken; restored table by table from the copy.
 
@@ -38,6 +40,7 @@ import time
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import fingerprint as fp
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError, redact
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import connection as connection_mod
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import scratch_name
 
 try:
     from urllib.parse import quote
@@ -264,12 +267,15 @@ class Client(object):
         args.append("--dbname=%s" % database)
         return args
 
-    def pg_dump(self, tables, snapshot=None):
+    def pg_dump(self, tables, snapshot=None, sequences=()):
+        """``sequences``: ``schema.name`` of sequences dumped too (definition and value)."""
         args = [find_binary(["pg_dump"], self.bin_dir)] + self._pg_common(self.params["db"]) + ["--format=custom"]
         if snapshot:
             args.append("--snapshot=%s" % snapshot)
         for t in tables:
             args.append('--table="%s"' % t)
+        for s in sequences:
+            args.append('--table="%s"."%s"' % tuple(s.split(".", 1)))
         return args
 
     def pg_restore(self, database, *extra):
@@ -347,6 +353,7 @@ def make_backup(conn, params, backup_dir, tables, prefix=None, bin_dir=None, tim
     started = time.monotonic()
     command = []
     attempts = 0
+    sequences = None
     with Client(params, conn.dialect.vendor, bin_dir, timeout) as client:
         if conn.engine == "sqlite":
             prints = _sqlite_backup(conn, path, tables)
@@ -355,7 +362,10 @@ def make_backup(conn, params, backup_dir, tables, prefix=None, bin_dir=None, tim
             conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", record=False)
             try:
                 snapshot = conn.scalar("SELECT pg_export_snapshot()")
-                argv = client.pg_dump(tables, snapshot)
+                sequences = _pg_sequences(conn, tables)
+                # identity sequences are part of their table's dump; serial ones and, above all, the sequences
+                # only named by a default (no OWNED BY, from Django < 4.0) are dumped by name
+                argv = client.pg_dump(tables, snapshot, sorted(q for q, s in sequences.items() if not s["identity"]))
                 command = client.shown(argv)
                 _dump_to(client, argv, path)
                 prints = fp.fingerprint(conn, tables)
@@ -389,6 +399,8 @@ def make_backup(conn, params, backup_dir, tables, prefix=None, bin_dir=None, tim
         size=os.path.getsize(path), fingerprint=prints, command=command, attempts=max(attempts, 1),
         seconds=round(time.monotonic() - started, 3),
     )
+    if sequences is not None:
+        manifest["sequences"] = sequences
     write_private(path + ".json", json.dumps(manifest, indent=1, sort_keys=True, default=str))
     manifest["path"] = path
     return manifest
@@ -438,7 +450,8 @@ def verify_backup(conn, params, manifest, bin_dir=None, timeout=3600):
     check_checksum(path, manifest)
     started = time.monotonic()
     tables = manifest["tables"]
-    scratch = SCRATCH_PREFIX + secrets.token_hex(4)
+    scratch = scratch_name(SCRATCH_PREFIX, conn.database)  # tagged with the site: a clean-up finds its own
+    sequences, seq_differences = None, []
     with Client(params, conn.dialect.vendor, bin_dir, timeout) as client:
         if conn.engine == "sqlite":
             scratch = os.path.join(os.path.dirname(path), ".%s.sqlite3" % scratch)
@@ -480,20 +493,83 @@ def verify_backup(conn, params, manifest, bin_dir=None, timeout=3600):
                 client.run(client.pg_restore(scratch, "--no-owner", "--no-privileges", "--exit-on-error",
                                              "--use-list=%s" % list_file, path))
                 restored = _fingerprint_other(params, scratch, tables)
+                sequences, seq_differences = _check_sequences_other(params, scratch, manifest)
             finally:
                 conn.dialect.drop_scratch_database(conn, scratch)
-            method = "pg_restore into scratch database %s, fingerprint, dropped" % scratch
+            method = "pg_restore into scratch database %s, fingerprint, sequences, dropped" % scratch
     result = fp.compare(manifest["fingerprint"], restored)
     extra = sorted(set(restored) - set(manifest["fingerprint"]))
-    verified = result["equal"] and not extra and sorted(restored) == sorted(tables)
-    return dict(verified=verified, method=method, differences=result["differences"],
-                rows=fp.summary(restored), seconds=round(time.monotonic() - started, 3))
+    verified = result["equal"] and not extra and sorted(restored) == sorted(tables) and not seq_differences
+    out = dict(verified=verified, method=method, differences=result["differences"] + seq_differences,
+               rows=fp.summary(restored), seconds=round(time.monotonic() - started, 3))
+    if sequences is not None:
+        out["sequences"] = sequences
+    return out
 
 
 def _fingerprint_other(params, database, tables):
     other = connection_mod.connect(dict(params, db=database))
     try:
         return fp.fingerprint(other, [t for t in tables if t in set(other.dialect.list_tables(other))])
+    finally:
+        other.close()
+
+
+# --------------------------------------------------------------------------
+# PostgreSQL sequences
+# --------------------------------------------------------------------------
+
+
+def _pg_sequences(conn, tables):
+    """{``schema.name``: the columns it feeds, whether it is owned/an identity, its value now} of the
+    sequences of ``tables``' columns: what the manifest records and a restore must bring back."""
+    found = conn.dialect.feeding_sequences(conn, tables)
+    values = conn.dialect.sequence_values(conn, [s["qualified"] for s in found])
+    out = {}
+    for s in found:
+        entry = out.setdefault(s["qualified"], dict(values[s["qualified"]] or {}, columns=[], owned=False, identity=False))
+        entry["columns"].append([s["table"], s["column"]])
+        entry["owned"] = entry["owned"] or s["owned"]
+        entry["identity"] = entry["identity"] or s["identity"]
+    return out
+
+
+def _check_sequences(conn, manifest):
+    """The sequences of ``manifest`` as ``conn``'s database has them, and what is wrong with them: a sequence
+    missing, behind the value it had when the backup was taken (it would hand out ids again), or not past the
+    largest value of a column it feeds (the next insert would collide). None, [] for a manifest without
+    sequences (another engine, or a backup made before they were recorded)."""
+    expected = manifest.get("sequences")
+    if expected is None:
+        return None, []
+    values = conn.dialect.sequence_values(conn, sorted(expected))
+    q = conn.dialect.quote
+    differences = []
+    existing = set(conn.dialect.list_tables(conn))
+    for name, want in sorted(expected.items()):
+        have = values.get(name)
+        if have is None:
+            differences.append(dict(table=name, kind="sequence_missing", message="sequence %s is missing" % name))
+            continue
+        if want.get("next_value") is not None and have["next_value"] < want["next_value"]:
+            differences.append(dict(table=name, kind="sequence", before=want["next_value"], after=have["next_value"],
+                                    message="sequence %s would hand out %s next, %s when the backup was taken" % (
+                                        name, have["next_value"], want["next_value"])))
+        for table, column in want.get("columns", []):
+            if table not in existing or have["increment"] <= 0:
+                continue
+            top = conn.scalar("SELECT MAX(%s) FROM %s" % (q(column), q(table)))
+            if top is not None and have["next_value"] <= top:
+                differences.append(dict(table=table, column=column, kind="sequence", after=have["next_value"],
+                                        message="sequence %s would hand out %s next, %s.%s already holds %s" % (
+                                            name, have["next_value"], table, column, top)))
+    return values, differences
+
+
+def _check_sequences_other(params, database, manifest):
+    other = connection_mod.connect(dict(params, db=database))
+    try:
+        return _check_sequences(other, manifest)
     finally:
         other.close()
 
@@ -526,6 +602,7 @@ def restore_backup(conn, params, path, drop_new_tables=(), bin_dir=None, timeout
         return result
     started = time.monotonic()
     q = conn.dialect.quote
+    sequences, seq_differences = None, []
     with Client(params, conn.dialect.vendor, bin_dir, timeout) as client:
         if conn.engine == "mysql":
             conn.execute("SET SESSION foreign_key_checks = 0", record=False)
@@ -554,13 +631,16 @@ def restore_backup(conn, params, path, drop_new_tables=(), bin_dir=None, timeout
                 for fk in external:
                     conn.execute("ALTER TABLE %s ADD CONSTRAINT %s %s" % (q(fk["table"]), q(fk["name"]), fk["definition"]))
             result["external_foreign_keys"] = ["%s.%s" % (fk["table"], fk["name"]) for fk in external]
+            sequences, seq_differences = _check_sequences(conn, manifest)
         else:
             _sqlite_restore(conn, path, manifest["tables"], plan["drop"])
             result["command"] = ["sqlite3: table by table from", path]
     result["sql"] = list(conn.executed_queries)
     after = fp.fingerprint(conn, manifest["tables"])
     cmp = fp.compare(manifest["fingerprint"], after)
-    result.update(equal=cmp["equal"], differences=cmp["differences"], rows=fp.summary(after),
+    if sequences is not None:
+        result["sequences"] = sequences
+    result.update(equal=cmp["equal"] and not seq_differences, differences=cmp["differences"] + seq_differences, rows=fp.summary(after),
                   seconds=round(time.monotonic() - started, 3), manifest=dict(
                       (k, manifest[k]) for k in ("created", "database", "tables", "sha256", "engine")))
     return result

@@ -45,6 +45,8 @@ except ImportError:  # pragma: no cover - depends on the host
 import sqlite3
 
 ENGINES = ("mysql", "postgresql", "sqlite", "mssql")
+#: lock_timeout (ms) of a connection opened without the option (internal callers)
+OPTION_DEFAULT_LOCK_TIMEOUT = 5000
 DEFAULT_PORTS = {"mysql": 3306, "postgresql": 5432, "mssql": 1433}
 
 
@@ -65,7 +67,32 @@ def connection_argument_spec():
         client_cert=dict(type="path", aliases=["ssl_cert"]),
         client_key=dict(type="path", aliases=["ssl_key"], no_log=False),
         catalog_snapshot=dict(type="path"),
+        lock_timeout=dict(type="int", default=5000),
+        statement_timeout=dict(type="int", default=0),
     )
+
+
+#: valid ranges of the numeric options, checked before anything connects: ``{option: (lowest, highest, unit)}``.
+#: ``statement_timeout`` 0 means no limit; a lock wait is always bounded (every statement, reads included).
+OPTION_RANGES = {
+    "connect_timeout": (1, 3600, "seconds"),
+    "lock_timeout": (1, 86400000, "milliseconds"),
+    "statement_timeout": (0, 86400000, "milliseconds, 0 = no limit"),
+    "batch_size": (1, 1000000, "rows"),
+    "throttle": (0, 3600, "seconds"),
+}
+
+
+def check_option_ranges(params):
+    """Raise OAuthRepairError naming the first numeric option out of its range (see :data:`OPTION_RANGES`)."""
+    for name, (low, high, unit) in OPTION_RANGES.items():
+        value = params.get(name)
+        if value is None:
+            continue
+        if not low <= value <= high:
+            raise OAuthRepairError(
+                "%s=%s is out of range: it must be from %s to %s (%s); nothing was done" % (name, value, low, high, unit),
+                obj=name, fix="set %s between %s and %s" % (name, low, high), changed=False)
 
 
 class Connection(object):
@@ -79,6 +106,13 @@ class Connection(object):
         self.dialect = get_dialect(engine, server_version)
         self.executed_queries = []
         self.database = params.get("db")
+        #: the last statement sent (query or execute): what a lock wait error names
+        self.last_statement = None
+
+    def apply_timeouts(self, lock_timeout_ms, statement_timeout_ms):
+        """Bound this session's lock waits and statement durations (every statement from now on, reads included)."""
+        for statement in self.dialect.session_timeouts(lock_timeout_ms, statement_timeout_ms):
+            self.execute(statement, record=False)
 
     # -- running SQL -------------------------------------------------------
     def _prepare(self, sql):
@@ -91,6 +125,7 @@ class Connection(object):
 
     def query(self, sql, params=()):
         """Run a read-only statement and return all rows as tuples. Not logged."""
+        self.last_statement = sql
         cur = self.raw.cursor()
         try:
             cur.execute(self._prepare(sql), tuple(params))
@@ -113,6 +148,7 @@ class Connection(object):
 
         Returns the number of rows the statement affected (-1 when unknown).
         """
+        self.last_statement = sql
         cur = self.raw.cursor()
         try:
             cur.execute(self._prepare(sql), tuple(params))
@@ -124,6 +160,10 @@ class Connection(object):
         return count
 
     def close(self):
+        try:
+            self.dialect.release_run_lock(self)
+        except Exception:  # pragma: no cover - best effort: the lock ends with the process anyway
+            pass
         try:
             self.raw.close()
         except Exception:  # pragma: no cover - closing is best effort
@@ -166,14 +206,19 @@ def connect(params):
     if params.get("catalog_snapshot") and engine != "mssql":
         raise OAuthRepairError("catalog_snapshot is only read with engine mssql, not %s" % engine,
                                obj="catalog_snapshot", fix="remove catalog_snapshot, or set engine: mssql")
+    check_option_ranges(params)
     try:
         if engine == "mssql":
             return _connect_mssql(params)
         if engine == "mysql":
-            return _connect_mysql(params)
-        if engine == "postgresql":
-            return _connect_postgresql(params)
-        return _connect_sqlite(params)
+            conn = _connect_mysql(params)
+        elif engine == "postgresql":
+            conn = _connect_postgresql(params)
+        else:
+            conn = _connect_sqlite(params)
+        # bounded waits from the first statement on: a diagnosis behind a lock fails after lock_timeout
+        conn.apply_timeouts(params.get("lock_timeout") or OPTION_DEFAULT_LOCK_TIMEOUT, params.get("statement_timeout"))
+        return conn
     except OAuthRepairError:
         raise
     except Exception as exc:

@@ -15,6 +15,7 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import Timer
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.findings import SEVERITIES, Detector
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import leftovers
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.diff import diff
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.truth.source import expected_schema_for
 
@@ -276,6 +277,7 @@ def diagnose(conn, options=None):
         findings=[f.to_dict() for f in findings],
         checksum_checks=snap.checksum_checks,
         schema_truth=_truth_summary(snap),
+        leftovers=leftovers.scan(conn),
         summary=dict(findings=len(findings), by_severity=by_severity,
                      codes=sorted(set(f.code for f in findings)),
                      healthy=not any(f.severity in ("fatal", "error") for f in findings)),

@@ -59,6 +59,10 @@ CATALOGUE = {
                               "nullable columns under a UNIQUE constraint: SQL Server treats their NULLs as equal"),
     "natural_pk_referenced": ("003", "surrogate_pk",
                               "a natural (non-integer) primary key is referenced by other tables"),
+    # not a finding of the site (oauth_info returns it under 'leftovers'); a code so that fix can name its clean-up
+    "leftover_scratch_database": ("leftover", "drop_leftover_scratch_databases",
+                                  "scratch databases of the collection left behind by a killed run (a backup "
+                                  "verification restore holds a copy of the OAuth tables, secrets included)"),
 }
 
 
@@ -307,12 +311,16 @@ class Detector(object):
                          "%d token_checksum value(s) of %s occur more than once; the unique index cannot be "
                          "built until they are resolved" % (dup_groups, table.name), [obj],
                          groups=dup_groups, examples=[dict(checksum=g[0], rows=int(g[-1])) for g in groups])
+            invalid = [i.name for i in table.indexes if not i.valid and list(i.columns) == list(unique_cols)]
             self.add("token_checksum_unique_missing", "fatal" if recorded else "error",
-                     "%s has no unique index on (%s)%s" % (
+                     "%s has no valid unique index on (%s)%s%s" % (
                          table.name, ", ".join(unique_cols),
                          " although %s is recorded as applied" % migration if recorded else
-                         " (%s is half-applied)" % migration),
-                     [obj], columns=list(unique_cols), migration=migration)
+                         " (%s is half-applied)" % migration,
+                         "; %s exists but is INVALID (a concurrent build that failed or was cancelled), the repair "
+                         "drops it and builds it again" % ", ".join(invalid) if invalid else ""),
+                     [obj], columns=list(unique_cols), migration=migration,
+                     **(dict(invalid_indexes=invalid) if invalid else {}))
         self._checksum_mismatch(table, total, migration)
 
     def _checksum_mismatch(self, table, total, migration):

@@ -5,12 +5,15 @@
 
 from __future__ import annotations
 
+import re
 import traceback
 
 from ansible.module_utils.basic import missing_required_lib
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import connection as connection_mod
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import run_lock, sessions
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError, redact
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import timeout_error
 
 
 def diagnosis_argument_spec():
@@ -70,9 +73,59 @@ def connect(module):
         fail(module, exc)
 
 
+#: table names in a statement (after FROM, JOIN, UPDATE, INTO, TABLE), quoted or not
+_TABLES_IN_SQL = re.compile(r"\b(?:FROM|JOIN|UPDATE|INTO|TABLE)\s+[`\"\[]?([A-Za-z_][A-Za-z0-9_$]*)[`\"\]]?", re.I)
+_CATALOG_NAMES = re.compile(r"^(information_schema|pg_|sqlite_|mysql$|performance_schema|sys$)", re.I)
+
+
+def tables_in(statement):
+    """The tables a statement names, in order, without catalog tables and schema names."""
+    out = []
+    for name in _TABLES_IN_SQL.findall(statement or ""):
+        if not _CATALOG_NAMES.match(name) and name not in out and name.upper() not in ("SELECT", "ONLY", "IF"):
+            out.append(name)
+    return out
+
+
+def timeout_failure(conn, exc, options):
+    """For a lock wait or statement timeout that ran out in ``conn``'s last statement: an OAuthRepairError
+    naming the table, the limit and the sessions holding the lock; None for any other error."""
+    statement = conn.last_statement or ""
+    tables = tables_in(statement)
+    table = ", ".join(tables) or "the database"
+    error = timeout_error(conn.dialect, exc, statement, table, options)
+    if error is None:
+        return None
+    if conn.dialect.is_lock_timeout(exc):
+        try:
+            conn.dialect.rollback_failed(conn)
+            holders = conn.dialect.lock_holders(conn, tables)
+        except Exception:  # pylint: disable=broad-except
+            holders = None  # the holder is a hint: the message stands without it
+        if holders:
+            error.msg += "; held by %s" % sessions.describe(holders)
+        elif holders is not None:
+            error.msg += "; the session that held it has gone"
+        error.fix += " (django_ops.oauth_repair.db_sessions lists the sessions)"
+    return error
+
+
+def take_run_lock(module, conn):
+    """One changing run per database (run_lock.py); check mode changes nothing and takes no lock."""
+    if module.check_mode:
+        return None
+    return run_lock.take(conn, module._name)
+
+
 def fail(module, exc, conn=None, **result):
-    """Fail the module with a message that names the object and the fix; never leaks the password."""
+    """Fail the module with a message that names the object and the fix; never leaks the password.
+
+    A lock wait or statement timeout that ran out becomes a message naming the table, the limit and the
+    sessions that hold the lock.
+    """
     secrets = [module.params.get("login_password")]
+    if conn is not None and not isinstance(exc, OAuthRepairError) and getattr(conn, "raw", None) is not None:
+        exc = timeout_failure(conn, exc, module.params) or exc
     if isinstance(exc, OAuthRepairError):
         msg = exc.full_message()
         result.setdefault("changed", exc.changed)

@@ -101,7 +101,7 @@ class Progress(object):
                      percent=round(100.0 * done / total, 1) if total else 100.0)
         self.steps[key] = entry
         if self.path:
-            tmp = "%s.tmp" % self.path
+            tmp = "%s.%d.tmp" % (self.path, os.getpid())  # two writers never share a temporary file
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as fh:
                 json.dump(dict(updated=time.time(), steps=self.steps), fh)

@@ -30,7 +30,7 @@ def list_sessions(conn, users=(), ignore_users=(), include_idle=True):
             "SELECT pid, usename, application_name, COALESCE(host(client_addr), 'local'), state, "
             "backend_start, xact_start FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid() AND backend_type = 'client backend' "
-            "AND COALESCE(application_name, '') <> %s ORDER BY pid", [OWN_APPLICATION])
+            "AND COALESCE(application_name, '') NOT LIKE %s ORDER BY pid", [OWN_APPLICATION + "%"])
         out = [dict(id=pid, user=user, application=app, client=client, state=state or "unknown",
                     idle=(state == "idle"), since=_iso(start), transaction_since=_iso(xact))
                for pid, user, app, client, state, start, xact in rows]

@@ -17,6 +17,11 @@ description:
   - MariaDB/MySQL - C(mariadb-dump)/C(mysqldump --single-transaction). PostgreSQL - C(pg_dump -Fc) inside a
     snapshot the module exports, so that the fingerprint taken in the same snapshot is exactly the dump's
     content. SQLite - the online backup API, inside a read transaction in which the fingerprint is taken.
+  - PostgreSQL - the dump also names every sequence that feeds a column of the tables (C(serial) sequences, and
+    sequences only named by a column default, with no C(OWNED BY), as Django before 4.0 left them when a migration
+    altered a column to an C(AutoField)/C(BigAutoField)); the manifest records their values, and the verification
+    and O(state=restored) check that each sequence is back, not behind its value at the backup, and past the
+    largest value of the columns it feeds.
   - With O(verify=true) the backup is restored into a scratch database with a unique name (C(oar_verify_<hex>);
     a copy of the file for SQLite, checked with C(PRAGMA integrity_check)), fingerprinted, compared with the
     source's fingerprint, and the scratch database is dropped. The module fails when they differ.
@@ -170,7 +175,9 @@ verified:
   returned: with O(state=present)
   type: bool
 verification:
-  description: How it was verified (C(method)), the C(differences) found, and the C(seconds) it took.
+  description:
+    - How it was verified (C(method)), the C(differences) found, and the C(seconds) it took.
+    - PostgreSQL - C(sequences), the values of the sequences in the scratch database (see RV(sequences)).
   returned: with O(state=present) and O(verify=true), not in check mode
   type: dict
 removed:
@@ -193,6 +200,13 @@ dropped_tables:
   returned: with O(state=restored)
   type: list
   elements: str
+sequences:
+  description:
+    - PostgreSQL - each sequence feeding a column of the restored tables (C(schema.name)) after the restore -
+      C(last_value), C(is_called), C(increment) and C(next_value), the value C(nextval) hands out next.
+    - The verification returns the same for its scratch database, in RV(verification).
+  returned: with O(state=restored) on PostgreSQL, for backups made by this version or later, not in check mode
+  type: dict
 external_foreign_keys:
   description: PostgreSQL - foreign keys of other tables dropped and created again around the restore.
   returned: with O(state=restored)

@@ -173,9 +173,6 @@ def main():
     )
     module = AnsibleModule(argument_spec=argument_spec, supports_check_mode=True)
     p = module.params
-    if p["batch_size"] < 1:
-        module.fail_json(msg="batch_size must be at least 1. Fix: give a positive batch_size", changed=False,
-                         executed_queries=[])
     timer = Timer()
     conn = connect(module)
     try:

@@ -87,16 +87,6 @@ options:
     description: Seconds to sleep between two batches, to leave room for live traffic.
     type: float
     default: 0
-  lock_timeout:
-    description: Milliseconds a statement may wait for a lock before the step fails (0 = no limit).
-    type: int
-    default: 5000
-  statement_timeout:
-    description:
-      - Milliseconds one statement may run (0 = no limit). MariaDB bounds every statement; MySQL 8 bounds only
-        reads, so its DDL relies on O(lock_timeout).
-    type: int
-    default: 0
   progress_file:
     description:
       - JSON file (mode 0600) rewritten after each batch with rows done and total, rate and ETA.
@@ -219,7 +209,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import surrogate_pk
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import connect, fail
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import connect, fail, take_run_lock
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Progress
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import schema_text
 
@@ -240,8 +230,6 @@ def argument_spec():
         phase=dict(type="str", choices=list(surrogate_pk.PHASES), default="complete"),
         batch_size=dict(type="int", default=10000),
         throttle=dict(type="float", default=0),
-        lock_timeout=dict(type="int", default=5000),
-        statement_timeout=dict(type="int", default=0),
         progress_file=dict(type="path"),
     )
     return spec
@@ -255,9 +243,7 @@ def main():
     conn = connect(module)
     ctx = None
     try:
-        # reading the catalog waits for locks too: bound it by the same timeouts as the steps
-        for statement in conn.dialect.session_timeouts(p["lock_timeout"], p["statement_timeout"]):
-            conn.execute(statement, record=False)
+        take_run_lock(module, conn)
         plan, target, repair = surrogate_pk.build(conn, options)
         snap = surrogate_pk.snapshot(conn)
         tables = repair.tables()
@@ -294,7 +280,7 @@ def main():
             result["diff"] = dict(before=diff_before, after=after)
     except OAuthRepairError as exc:
         fail(module, exc, conn, plan=getattr(exc, "reports", []),
-             changed=bool(conn.executed_queries) and not module.check_mode,
+             changed=(bool(conn.executed_queries) or exc.changed) and not module.check_mode,
              rows_rewritten=ctx.report.get("rows_rewritten", 0) if ctx else 0)
     except Exception as exc:  # pylint: disable=broad-except
         fail(module, exc, conn, changed=bool(conn.executed_queries) and not module.check_mode)

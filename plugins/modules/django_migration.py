@@ -58,6 +58,8 @@ options:
     description:
       - For O(app=oauth2_provider), record migrations whose schema objects are missing, and record or remove
         names that are not migrations of DOT 3.4. The module warns about what it forced.
+      - For any app, record rows whose app label or migration name Django could not have written (anything but
+        letters, digits and underscores); without O(force) such names are refused and nothing is written.
     type: bool
     default: false
 attributes:
@@ -184,7 +186,7 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common imp
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import Snapshot
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
-    DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail)
+    DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail, take_run_lock)
 
 # What Django can have written: app labels are identifiers, migration names module names.
 _APP_LABEL = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -247,16 +249,25 @@ class MigrationHistory(object):
                                    fix="give the migration name(s) of app %s" % self.app)
         for name in self.names:
             history.check_value(name, "name")
+        odd = []
         if not _APP_LABEL.match(self.app):
-            self.warnings.append(
-                "app %r is not a Django app label; its rows are handled as plain values, but Django never "
-                "reads them for an installed app" % self.app)
-        odd = [n for n in self.names if not _MIGRATION_NAME.match(n)]
-        if odd and self.app != dot.APP:
-            self.warnings.append(
-                "%s: not %s; the rows are handled as plain values, but Django never matches them with "
-                "a migration" % (", ".join(repr(n) for n in odd),
-                                 "a Django migration name" if len(odd) == 1 else "Django migration names"))
+            odd.append("app %r is not a Django app label (letters, digits and _, not starting with a digit)" % self.app)
+        # oauth2_provider's names are checked against DOT's own migrations later (check_record/check_remove)
+        names = [n for n in self.names if not _MIGRATION_NAME.match(n)] if self.app != dot.APP else []
+        if names:
+            odd.append("%s: not %s (letters, digits and _)" % (
+                ", ".join(repr(n) for n in names), "a Django migration name" if len(names) == 1 else "Django migration names"))
+        if not odd:
+            return
+        if self.params["state"] == "present" and not self.force:
+            # a row Django can never match with a migration is garbage in django_migrations: refuse to write it
+            raise OAuthRepairError(
+                "%s; Django never reads such rows, so nothing was recorded" % "; ".join(odd),
+                obj="app" if not _APP_LABEL.match(self.app) else "name",
+                fix="give the app label and migration names as manage.py showmigrations prints them, "
+                    "or set force: true to record them anyway")
+        self.warnings.extend("%s; %s" % (text, "forced" if self.params["state"] == "present" else
+                                         "rows are removed as plain values") for text in odd)
 
     def _swapped_apps(self):
         """{app label: [model keys]} of the swapped DOT models."""
@@ -420,6 +431,7 @@ def main():
     conn = connect(module)
     job = MigrationHistory(conn, module.params, module.check_mode)
     try:
+        take_run_lock(module, conn)
         outcome = job.run()
     except OAuthRepairError as exc:
         extra = {"missing_objects": job.missing_objects} if job.missing_objects else {}

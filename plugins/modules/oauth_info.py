@@ -125,6 +125,15 @@ schema_truth:
   returned: always
   type: dict
   sample: {source: django_models, django: 5.2.19, tables: [oauth2_provider_accesstoken], differences: 0}
+leftovers:
+  description:
+    - The collection's scratch databases on the server (C(oar_verify_*), C(oar_truth_*)) that a killed run left
+      behind, each with C(name), the C(sessions) connected to it and C(own) (made for this database). Not
+      findings; M(django_ops.oauth_repair.oauth_repair) with C(fix=[leftover_scratch_database]) drops this site's
+      idle ones. C(readable) is false when the user may not list databases.
+  returned: always
+  type: dict
+  sample: {scratch_databases: [{name: oar_verify_1a2b3c4d_9f8e7d6c, sessions: 0, own: true}], readable: true}
 summary:
   description: Number of findings, counts by severity, the codes, and C(healthy) (no fatal or error finding).
   returned: always

@@ -36,8 +36,9 @@ description:
     types created with DOT's own names and types, so that recording the migration afterwards is true.
   - C(migration_stale_names) - the C(django_migrations) rows of the migrations DOT 1.3 squashed away are
     removed (Django ignores them; they only make the history untrue).
-  - Every DDL statement runs under O(lock_timeout) and O(statement_timeout); a lock that cannot be had fails
-    the step cleanly instead of queueing behind traffic.
+  - Every statement, the diagnosis's reads included, runs under O(lock_timeout) and O(statement_timeout); a lock
+    that cannot be had fails the step cleanly instead of queueing behind traffic, naming the table and the session
+    that holds it.
   - The module does not record migrations; RV(completed_migrations) lists the ones whose work it completed, for
     M(django_ops.oauth_repair.django_migration) (or C(manage.py migrate --fake)) to record.
   - With O(engine=mssql) (SQL Server, field report 002) nothing is executed - the module reads the catalog
@@ -54,6 +55,9 @@ options:
   fix:
     description:
       - C(all), or the finding codes to repair.
+      - C(leftover_scratch_database) drops the collection's scratch databases made for this database that a killed
+        run left behind and no session uses (oauth_info's RV(django_ops.oauth_repair.oauth_info#module:leftovers));
+        C(all) never includes it.
     type: list
     elements: str
     default: [all]
@@ -67,16 +71,6 @@ options:
     type: str
     choices: [complete, preupgrade]
     default: complete
-  lock_timeout:
-    description: Milliseconds a statement may wait for a lock before the step fails (0 = no limit).
-    type: int
-    default: 5000
-  statement_timeout:
-    description:
-      - Milliseconds one statement may run (0 = no limit). MariaDB bounds every statement; MySQL 8 bounds only
-        reads, so its DDL relies on O(lock_timeout).
-    type: int
-    default: 0
   batch_size:
     description: Rows per batch (one short transaction each) of the backfills.
     type: int
@@ -231,7 +225,7 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common imp
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import diagnose
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
-    DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail)
+    DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail, take_run_lock)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import mssql_plan
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Progress
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import (
@@ -244,8 +238,6 @@ def main():
     argument_spec.update(
         fix=dict(type="list", elements="str", default=["all"]),
         checksum_mode=dict(type="str", choices=["complete", "preupgrade"], default="complete"),
-        lock_timeout=dict(type="int", default=5000),
-        statement_timeout=dict(type="int", default=0),
         batch_size=dict(type="int", default=10000),
         throttle=dict(type="float", default=0),
         progress_file=dict(type="path"),
@@ -269,18 +261,10 @@ def main():
     conn = connect(module)
     ctx = None
     try:
-        # the diagnosis waits for locks too: bound it by the same timeouts as the repair
-        for statement in conn.dialect.session_timeouts(p["lock_timeout"], p["statement_timeout"]):
-            conn.execute(statement, record=False)
-        try:
-            before, snap = diagnose(conn, options)
-        except OAuthRepairError:
-            raise
-        except Exception as exc:  # pylint: disable=broad-except
-            if conn.dialect.is_lock_timeout(exc):
-                raise conn.dialect.translate_error(exc, "diagnosis", "the oauth2_provider tables", options)
-            raise
-        chosen = select(before["findings"], p["fix"])
+        take_run_lock(module, conn)
+        # the diagnosis waits for locks too: connect() bounded every statement by lock_timeout/statement_timeout
+        before, snap = diagnose(conn, options)
+        chosen = select(before["findings"], p["fix"], before.get("leftovers"))
         plan = build_plan(snap, chosen, options)
         tables = sorted(set(s.table for s in plan.steps))
         diff_before = schema_text(snap, tables)
@@ -317,7 +301,7 @@ def main():
             result["diff"] = dict(before=diff_before, after=after_text)
     except OAuthRepairError as exc:
         fail(module, exc, conn, plan=getattr(exc, "reports", []), report=ctx.report if ctx else {},
-             changed=bool(conn.executed_queries))
+             changed=bool(conn.executed_queries) or exc.changed)
     except Exception as exc:  # pylint: disable=broad-except
         fail(module, exc, conn, changed=bool(conn.executed_queries))
     finally:

@@ -111,14 +111,6 @@ options:
         C(check_consistent_history) passes. Nothing else is recorded.
     type: bool
     default: true
-  lock_timeout:
-    description: Milliseconds a statement may wait for a lock before the step fails (0 = no limit).
-    type: int
-    default: 5000
-  statement_timeout:
-    description: Milliseconds one statement may run (0 = no limit; MySQL 8 bounds reads only).
-    type: int
-    default: 0
   batch_size:
     description: Application ids per batch of the copy (one short transaction each).
     type: int
@@ -251,7 +243,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import connect, fail
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import connect, fail, take_run_lock
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Plan, Progress
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import schema_text
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.swap_application import (
@@ -287,8 +279,6 @@ def argument_spec():
         keep_old_table=dict(type="bool", default=True),
         old_table_name=dict(type="str", default=DEFAULT_KEPT_TABLE),
         record_migration=dict(type="bool", default=True),
-        lock_timeout=dict(type="int", default=5000),
-        statement_timeout=dict(type="int", default=0),
         batch_size=dict(type="int", default=1000),
         throttle=dict(type="float", default=0),
         progress_file=dict(type="path"),
@@ -303,25 +293,14 @@ def main():
         module.fail_json(msg="engine %s is not supported by swap_application_model [object: engine]. Fix: use it "
                              "on MariaDB/MySQL, PostgreSQL or SQLite" % p["engine"], changed=False,
                          executed_queries=[])
-    if p["batch_size"] < 1:
-        module.fail_json(msg="batch_size must be at least 1 [object: batch_size]", changed=False,
-                         executed_queries=[])
     conn = connect(module)
     ctx = None
     result = {}
     try:
-        for statement in conn.dialect.session_timeouts(p["lock_timeout"], p["statement_timeout"]):
-            conn.execute(statement, record=False)
+        take_run_lock(module, conn)
         spec = Spec(conn.dialect, p)
         swap = Swap(conn, spec)
-        try:
-            swap.validate()
-        except OAuthRepairError:
-            raise
-        except Exception as exc:  # pylint: disable=broad-except
-            if conn.dialect.is_lock_timeout(exc):
-                raise conn.dialect.translate_error(exc, "catalog read", swap.old, p)
-            raise
+        swap.validate()
         plan = Plan(swap.steps())
         catalog = _Catalog(conn)
         tables = swap.tables_touched()
@@ -359,7 +338,7 @@ def main():
     except OAuthRepairError as exc:
         report = dict(ctx.report) if ctx else {}
         fail(module, exc, conn, plan=getattr(exc, "reports", []), report=report,
-             changed=bool(conn.executed_queries))
+             changed=bool(conn.executed_queries) or exc.changed)
     except Exception as exc:  # pylint: disable=broad-except
         fail(module, exc, conn, changed=bool(conn.executed_queries))
     finally:

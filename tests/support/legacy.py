@@ -8,6 +8,13 @@ its interpreter, to pass as ``python=`` to :mod:`tests.support.django`.
 interpreter (Django 4.2, :data:`DJANGO_42`) and issues tokens: on MariaDB
 10.7+ its ``UUIDField`` columns are ``char(32)``, where Django 5.0+
 creates ``uuid`` columns and sends 36-character values.
+
+:func:`build_legacy_serial_site` makes a site the way one created before
+Django 4.1 has it: Django 2.2 with django-oauth-toolkit 1.2.0, then DOT 1.5.0
+(:data:`DJANGO_22_HISTORY`), each migrating with ``testproject.legacy_settings``
+and creating rows through DOT's models of that release, then (optionally)
+today's project upgrading it. On PostgreSQL its ids are ``serial`` columns, not
+identity columns, and four of its sequences are owned by no column.
 """
 
 from __future__ import annotations
@@ -36,6 +43,50 @@ DRIVERS = ("PyMySQL==1.2.4", "psycopg[binary]==3.3.9")
 #: django-oauth-toolkit of the main virtualenv (3.4.1 still supports Django 4.2),
 #: so the legacy site has exactly today's DOT migrations.
 DJANGO_42 = ("Django==4.2.30", "django-oauth-toolkit==3.4.1")
+
+#: Django 2.2 LTS with django-oauth-toolkit 1.2.0, the last DOT before 1.3 squashed its migrations. Its 0005
+#: turns every id from an AutoField into a BigAutoField, which Django < 4.0 does by dropping the column's
+#: sequence and creating a new one that no column owns (no ``OWNED BY``): on sites that installed DOT before
+#: 1.3, ``pg_get_serial_sequence`` of application, access token, refresh token and grant ids is NULL to this
+#: day. psycopg2-binary 2.9.10: 2.8.x (what Django 2.2 was released with) builds on Python 3.11 but fails at
+#: import, so the oldest psycopg2 with 3.11 wheels, to which testproject/legacy_settings.py adapts Django 2.2.
+#: oauthlib 3.2.2: one of that era (the 4.x series came long after these DOT releases).
+DJANGO_22_DOT_12 = ("Django==2.2.28", "django-oauth-toolkit==1.2.0", "oauthlib==3.2.2", "psycopg2-binary==2.9.10")
+#: The same site's next upgrade: django-oauth-toolkit 1.5.0, the last release for Django 2.2 (DOT 1.3's squashed
+#: 0001 is recorded already; 0002..0004 run; the idtoken table it creates gets an owned ``serial`` id).
+DJANGO_22 = ("Django==2.2.28", "django-oauth-toolkit==1.5.0", "oauthlib==3.2.2", "psycopg2-binary==2.9.10")
+#: What :func:`build_legacy_serial_site` migrates with, in order, before today's project.
+DJANGO_22_HISTORY = (DJANGO_22_DOT_12, DJANGO_22)
+#: The settings legacy virtualenvs run the test project with (only the apps of that time).
+LEGACY_SETTINGS = "testproject.legacy_settings"
+
+# Rows created through the models of the installed (old) DOT release, with ``manage.py shell -c``: a user,
+# a confidential password-grant application, ``n`` access tokens each with a refresh token, plus one pair
+# deleted again (so the sequences stand past the largest ids, as on a site that clears tokens). Prints JSON.
+_LEGACY_ROWS = """
+import datetime, json
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+from oauth2_provider.models import get_access_token_model, get_application_model, get_refresh_token_model
+App, AT, RT = get_application_model(), get_access_token_model(), get_refresh_token_model()
+tag, n = %(tag)r, %(n)d
+user = get_user_model().objects.create_user("legacy-" + tag, password="legacy-pass-" + tag)
+app = App.objects.create(name="legacy " + tag, user=user, client_type=App.CLIENT_CONFIDENTIAL,
+                         authorization_grant_type=App.GRANT_PASSWORD, redirect_uris="")
+expires = timezone.now() + datetime.timedelta(days=3650)
+pairs = []
+for i in range(n + 1):
+    at = AT.objects.create(user=user, application=app, token="legacy-%%s-at-%%d" %% (tag, i), expires=expires,
+                           scope="read write")
+    rt = RT.objects.create(user=user, application=app, token="legacy-%%s-rt-%%d" %% (tag, i), access_token=at)
+    pairs.append((at, rt))
+gone_at, gone_rt = pairs.pop()
+gone_rt.delete()
+gone_at.delete()
+print(json.dumps(dict(user_id=user.pk, username=user.username, application_id=app.pk, client_id=app.client_id,
+                      access_tokens=[a.token for a, _r in pairs], access_token_ids=[a.pk for a, _r in pairs],
+                      refresh_tokens=[r.token for _a, r in pairs], refresh_token_ids=[r.pk for _a, r in pairs])))
+"""
 
 _MARKER = ".oar-complete"
 
@@ -93,3 +144,30 @@ def build_legacy_uuid_site(target, python: str) -> dict[str, Any]:
     if not roundtrip["ok"]:
         raise RuntimeError(f"token round trip on the legacy site failed: {roundtrip}")
     return tokens
+
+
+def legacy_rows(target, python: str, tag: str, tokens: int = 3) -> dict[str, Any]:
+    """Create rows on ``target`` through the DOT models of the legacy virtualenv of ``python`` (see
+    ``_LEGACY_ROWS``; ``tag`` makes the username and tokens unique). Returns the JSON it prints."""
+    out = django.run_manage(target, "shell", "-c", _LEGACY_ROWS % {"tag": tag, "n": tokens},
+                            extra_env={"DJANGO_SETTINGS_MODULE": LEGACY_SETTINGS}, python=python).stdout
+    lines = [line for line in out.splitlines() if line.strip()]
+    if not lines:
+        raise RuntimeError("the legacy rows script printed nothing")
+    return json.loads(lines[-1])
+
+
+def build_legacy_serial_site(target, history: tuple[tuple[str, ...], ...] = DJANGO_22_HISTORY, tokens: int = 3,
+                             upgrade: bool = True) -> list[dict[str, Any]]:
+    """Migrate ``target`` (an empty database) from zero with each requirements set of ``history`` in turn
+    (its own virtualenv, ``testproject.legacy_settings``), creating rows after each (:func:`legacy_rows`,
+    tags ``h0``, ``h1``...), then, with ``upgrade``, run today's project's ``migrate`` (this interpreter:
+    Django 5.2 + DOT 3.4.x). Returns the rows' JSON of each step, in order."""
+    made = []
+    for step, requirements in enumerate(history):
+        python = legacy_python(requirements)
+        django.migrate(target, extra_env={"DJANGO_SETTINGS_MODULE": LEGACY_SETTINGS}, python=python)
+        made.append(legacy_rows(target, python, "h%d" % step, tokens))
+    if upgrade:
+        django.migrate(target)
+    return made

@@ -82,12 +82,16 @@ def classify(diff, expected):
                     "%s is NOT NULL without a default and the model does not know it: every insert of the model "
                     "fails" % obj)
         return "schema_drift_unknown_column", "info", "%s is not a column of the model (kept)" % obj
-    if kind == "missing_unique":
-        return ("schema_drift_missing_unique", "error",
-                "%s (%s) has no unique index: duplicates are not prevented" % (diff.table, diff.column))
-    if kind == "missing_index":
+    if kind in ("missing_unique", "missing_index"):
+        invalid = diff.details.get("invalid")
+        left = ("; %s exists but is INVALID (a CREATE INDEX CONCURRENTLY that failed or was cancelled): it enforces "
+                "nothing, no query uses it, every write maintains it; the repair drops it and builds it again" %
+                ", ".join(invalid)) if invalid else ""
+        if kind == "missing_unique":
+            return ("schema_drift_missing_unique", "error",
+                    "%s (%s) has no valid unique index: duplicates are not prevented%s" % (diff.table, diff.column, left))
         return ("schema_drift_missing_index", "warning",
-                "%s (%s) has no index: queries on it scan the table" % (diff.table, diff.column))
+                "%s (%s) has no valid index: queries on it scan the table%s" % (diff.table, diff.column, left))
     if kind == "missing_fk":
         return ("schema_drift_missing_fk", "error",
                 "%s has no foreign key to %s: integrity is not enforced" % (obj, diff.expected))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import secrets
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import Schema
@@ -119,19 +120,39 @@ class BaseDialect(object):
     def is_lock_timeout(self, exc):
         return False
 
+    def is_statement_timeout(self, exc):
+        """True when ``exc`` is a statement cancelled by statement_timeout (not a lock wait)."""
+        return False
+
+    def scratch_databases(self, conn):
+        """``{name: sessions connected}`` of the scratch databases on the server (see :data:`SCRATCH_DATABASE`)."""
+        return {}
+
+    def take_run_lock(self, conn, me):
+        """Take the database's run lock for the life of ``conn`` (see run_lock.py): None when taken, else what is
+        known of the run that holds it (``host``, ``pid``, ``started``, ``session``, ``client``)."""
+        return None
+
+    def release_run_lock(self, conn):
+        """Release what :meth:`take_run_lock` took that does not end with the connection."""
+        return None
+
+    def rollback_failed(self, conn):
+        """End a transaction that an error left open and unusable, so that the connection can read again."""
+        return None
+
+    def lock_holders(self, conn, tables):
+        """The other sessions that hold (or may hold) a lock on ``tables``: dicts with ``id``, ``user``, ``client``,
+        ``state`` and, where the server tells, ``lock`` and ``table``. Read after a lock wait ran out."""
+        return []
+
     def translate_error(self, exc, statement, table, options):
         """Turn a driver error into an OAuthRepairError naming the object and the fix."""
         if isinstance(exc, OAuthRepairError):
             return exc
-        if self.is_lock_timeout(exc):
-            return OAuthRepairError(
-                "could not lock %s within lock_timeout=%sms (or the statement ran past statement_timeout=%sms): "
-                "live traffic holds it; nothing of this step was applied" % (
-                    table, options.get("lock_timeout"), options.get("statement_timeout")),
-                obj=table, fix="re-run when traffic is lower, or raise lock_timeout/statement_timeout",
-                changed=False)
-        return OAuthRepairError("%s failed on %s: %s" % (statement.split(" (")[0][:120], table, exc),
-                                obj=table, fix="see the error; re-running resumes from this step")
+        return timeout_error(self, exc, statement, table, options) or OAuthRepairError(
+            "%s failed on %s: %s" % (statement.split(" (")[0][:120], table, exc),
+            obj=table, fix="see the error; re-running resumes from this step")
 
     def big_result_hint(self):
         """A hint for a GROUP BY over a whole big table (MySQL: sort rather than an on-disk temp table)."""
@@ -155,3 +176,67 @@ def _md5_kw():
         return True
     except TypeError:  # pragma: no cover - Python < 3.9
         return False
+
+
+#: the names of the collection's scratch databases (backup verification restores, schema-truth migrations):
+#: prefix, the tag of the site's database (see :func:`site_tag`; absent in names made before it) and a random part
+SCRATCH_DATABASE = re.compile(r"^oar_(?:verify|truth)_(?:(?P<site>[0-9a-f]{8})_)?[0-9a-f]{8,32}$")
+
+
+def site_tag(database):
+    """8 hex digits that tie a scratch database to the site's database it was made for."""
+    return hashlib.sha256(("%s" % database).encode("utf-8")).hexdigest()[:8]
+
+
+def scratch_name(prefix, database):
+    """A new scratch database name for ``database``: ``<prefix><site tag>_<random>``."""
+    return "%s%s_%s" % (prefix, site_tag(database), secrets.token_hex(4))
+
+
+#: the name of every run lock, with the database's name after it
+RUN_LOCK_NAME = "django_ops.oauth_repair"
+
+
+def run_lock_key(database):
+    """A stable signed 63-bit number for ``database``'s run lock (PostgreSQL advisory locks take a bigint)."""
+    digest = hashlib.sha256(("%s:%s" % (RUN_LOCK_NAME, database)).encode("utf-8")).hexdigest()
+    return int(digest[:15], 16)
+
+
+#: statements that, cancelled half-way, leave something behind (PostgreSQL: an INVALID index)
+_LEAVES_INVALID = re.compile(r"\bCREATE\s+(UNIQUE\s+)?INDEX\s+CONCURRENTLY\b", re.I)
+
+
+def _ms(value, unlimited="no limit"):
+    return "%sms" % value if value else unlimited
+
+
+def timeout_error(dialect, exc, statement, table, options):
+    """An OAuthRepairError for a lock wait or statement timeout that ran out, or None for any other error.
+
+    It says which limit ran out (a statement_timeout of 0 is "no limit", never "0ms"), on which table and
+    step, and what was left: a cancelled ``CREATE INDEX CONCURRENTLY`` leaves an INVALID index behind (the
+    next run drops and rebuilds it), anything else run in one statement or transaction left nothing.
+    """
+    lock = dialect.is_lock_timeout(exc)
+    cancelled = dialect.is_statement_timeout(exc)
+    if not lock and not cancelled:
+        return None
+    step = (statement or "").split(" (")[0][:120]
+    reading = re.match(r"\s*(SELECT|SHOW|WITH|PRAGMA)\b", statement or "", re.I)
+    step = "reading" if reading else (step or "a statement")
+    if cancelled:
+        what = "%s on %s ran past statement_timeout=%s" % (step, table, _ms(options.get("statement_timeout")))
+        fix = "raise statement_timeout (0 = no limit), or re-run when the table is less busy"
+    else:
+        what = "could not lock %s within lock_timeout=%s (%s): live traffic holds it" % (
+            table, _ms(options.get("lock_timeout")), step)
+        fix = "re-run when traffic is lower, or raise lock_timeout"
+    if _LEAVES_INVALID.search(statement or ""):
+        left = ("the index build was cancelled and leaves an INVALID index behind; the next run drops and "
+                "builds it again")
+        changed = True
+    else:
+        left = "nothing of this step was applied"
+        changed = False
+    return OAuthRepairError("%s; %s" % (what, left), obj=table, fix=fix, changed=changed)

@@ -9,7 +9,8 @@ import re
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import (
     Column, ForeignKey, Index, Table)
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import BaseDialect
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import (
+    SCRATCH_DATABASE, BaseDialect, run_lock_key)
 
 _TEXT_TYPES = ("tinytext", "text", "mediumtext", "longtext")
 
@@ -198,7 +199,45 @@ class MySQLDialect(BaseDialect):
 
     def is_lock_timeout(self, exc):
         code = exc.args[0] if getattr(exc, "args", None) else None
-        return code in (1205, 3024, 1969, 3572)
+        return code in (1205, 3572)
+
+    def is_statement_timeout(self, exc):
+        code = exc.args[0] if getattr(exc, "args", None) else None
+        return code in (3024, 1969)
+
+    def lock_holders(self, conn, tables):
+        """MariaDB/MySQL do not say who holds a metadata lock without a plugin: the tables in use among
+        ``tables`` (SHOW OPEN TABLES), and the other sessions of this database that are not themselves
+        waiting, with those in an open transaction first."""
+        in_use = set(r[1] for r in conn.query("SHOW OPEN TABLES FROM %s WHERE In_use > 0" % self.quote(conn.database)))
+        rows = conn.query(
+            "SELECT p.ID, p.USER, p.HOST, p.COMMAND, p.STATE, p.TIME, t.trx_started "
+            "FROM information_schema.PROCESSLIST p LEFT JOIN information_schema.INNODB_TRX t "
+            "ON t.trx_mysql_thread_id = p.ID WHERE p.DB = DATABASE() AND p.ID <> CONNECTION_ID() "
+            "AND COALESCE(p.STATE, '') NOT LIKE 'Waiting for%%' AND p.COMMAND NOT IN ('Daemon', 'Killed') "
+            "ORDER BY t.trx_started IS NULL, p.TIME DESC")
+        table = ", ".join(sorted(t for t in tables if t in in_use)) or None
+        return [dict(id=int(i), user=user, client=host, state=command if not state else "%s: %s" % (command, state),
+                     lock="table in use" if table else None, table=table,
+                     transaction_since=started.isoformat() if started else None)
+                for i, user, host, command, state, _t, started in rows]
+
+    def scratch_databases(self, conn):
+        rows = conn.query(
+            "SELECT s.SCHEMA_NAME, (SELECT COUNT(*) FROM information_schema.PROCESSLIST p WHERE p.DB = s.SCHEMA_NAME) "
+            "FROM information_schema.SCHEMATA s WHERE s.SCHEMA_NAME LIKE 'oar\\_%%' ORDER BY s.SCHEMA_NAME")
+        return dict((name, int(n)) for name, n in rows if SCRATCH_DATABASE.match(name))
+
+    def take_run_lock(self, conn, me):
+        # user lock names are limited to 64 characters: a long database name is hashed
+        name = "oauth_repair:%s" % (conn.database if len(conn.database) <= 51 else run_lock_key(conn.database))
+        if conn.scalar("SELECT GET_LOCK(%s, 0)", [name]) == 1:
+            return None
+        session = conn.scalar("SELECT IS_USED_LOCK(%s)", [name])
+        row = conn.query_one("SELECT USER, HOST, TIME FROM information_schema.PROCESSLIST WHERE ID = %s",
+                             [session]) if session else None
+        # MariaDB/MySQL do not show another session's process id or start time: its session and client instead
+        return dict(session=session, client="%s@%s" % (row[0], row[1]) if row else None)
 
     def big_result_hint(self):
         return "SQL_BIG_RESULT "

@@ -9,7 +9,8 @@ import re
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import (
     Column, ForeignKey, Index, Table)
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import BaseDialect
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import (
+    RUN_LOCK_NAME, SCRATCH_DATABASE, BaseDialect, run_lock_key)
 
 _FK_ACTIONS = {"a": "NO ACTION", "r": "RESTRICT", "c": "CASCADE", "n": "SET NULL", "d": "SET DEFAULT"}
 
@@ -163,6 +164,59 @@ class PostgreSQLDialect(BaseDialect):
             [seq, self.quote(table), column])
         return seq, seqtype, bool(identity)
 
+    # -- sequences of a backup's tables --------------------------------------------
+    def feeding_sequences(self, conn, tables):
+        """The sequences that hand out the values of columns of ``tables`` (in ``current_schema()``), sorted, as
+        [dict(schema, name, qualified, table, column, owned, identity)]: sequences OWNED BY a column (``serial``,
+        identity columns) and sequences only named by a column's default (``nextval('..._seq'::regclass)``).
+
+        Django before 4.0 made the latter whenever a migration altered a column to an AutoField/BigAutoField (it
+        dropped the column's sequence and created one without ``OWNED BY``; django-oauth-toolkit < 1.3's 0005
+        did so on every id): ``pg_dump --table`` dumps only owned sequences with their table, so a dump of such
+        a table restores only when its sequence is named too."""
+        names = [self.validate_identifier(n, "table name") for n in tables]
+        if not names:
+            return []
+        rows = conn.query(
+            "SELECT sn.nspname, s.relname, t.relname, a.attname, bool_or(x.deptype IN ('a', 'i')), "
+            "bool_or(x.deptype = 'i') FROM ("
+            "  SELECT d.objid AS seqid, d.refobjid AS relid, d.refobjsubid AS attnum, d.deptype FROM pg_depend d "
+            "  WHERE d.classid = 'pg_class'::regclass AND d.refclassid = 'pg_class'::regclass "
+            "  AND d.deptype IN ('a', 'i') AND d.refobjsubid > 0 "
+            "  UNION ALL "
+            "  SELECT d.refobjid, ad.adrelid, ad.adnum, d.deptype FROM pg_attrdef ad "
+            "  JOIN pg_depend d ON d.classid = 'pg_attrdef'::regclass AND d.objid = ad.oid "
+            "  WHERE d.refclassid = 'pg_class'::regclass) x "
+            "JOIN pg_class s ON s.oid = x.seqid AND s.relkind = 'S' JOIN pg_namespace sn ON sn.oid = s.relnamespace "
+            "JOIN pg_class t ON t.oid = x.relid JOIN pg_namespace tn ON tn.oid = t.relnamespace "
+            "JOIN pg_attribute a ON a.attrelid = x.relid AND a.attnum = x.attnum "
+            "WHERE tn.nspname = current_schema() AND t.relname = ANY(%s) "
+            "GROUP BY sn.nspname, s.relname, t.relname, a.attname ORDER BY t.relname, a.attname, sn.nspname, s.relname",
+            [names])
+        return [dict(schema=schema, name=name, table=table, column=column, owned=bool(owned), identity=bool(identity),
+                     qualified="%s.%s" % (self.validate_identifier(schema, "schema name"),
+                                          self.validate_identifier(name, "sequence name")))
+                for schema, name, table, column, owned, identity in rows]
+
+    def sequence_values(self, conn, qualified_names):
+        """{``schema.name``: dict(last_value, is_called, increment, next_value), or None when it does not exist}
+        of sequences (``feeding_sequences``' ``qualified``); ``next_value`` is what ``nextval`` hands out next."""
+        out = {}
+        for qualified in qualified_names:
+            if qualified in out:
+                continue
+            schema, name = qualified.split(".", 1)
+            quoted = "%s.%s" % (self.quote(schema), self.quote(name))
+            if conn.scalar("SELECT to_regclass(%s) IS NOT NULL", [quoted]) is not True:
+                out[qualified] = None
+                continue
+            last, called, increment = conn.query_one(
+                "SELECT s.last_value, s.is_called, p.seqincrement FROM %s s, pg_sequence p "
+                "WHERE p.seqrelid = %%s::regclass" % quoted, [quoted])
+            out[qualified] = dict(last_value=int(last), is_called=bool(called), increment=int(increment),
+                                  next_value=int(last) + int(increment) if called else int(last))
+        return out
+
     # -- scratch databases (backup verification, the schema truth) -------------
     def create_scratch_database(self, conn, name):
         """Create an empty database ``name`` with the encoding and locale of the connected one."""
@@ -194,7 +248,59 @@ class PostgreSQLDialect(BaseDialect):
         return out
 
     def is_lock_timeout(self, exc):
-        return getattr(exc, "sqlstate", None) in ("55P03", "57014")
+        # 57014 (query_canceled) is what lock_timeout raises too when the wait is inside a statement's run
+        return getattr(exc, "sqlstate", None) in ("55P03", "57014") and not self.is_statement_timeout(exc)
+
+    def is_statement_timeout(self, exc):
+        return getattr(exc, "sqlstate", None) == "57014" and "statement timeout" in str(exc)
+
+    def scratch_databases(self, conn):
+        rows = conn.query(
+            "SELECT d.datname, (SELECT COUNT(*) FROM pg_stat_activity a WHERE a.datname = d.datname) "
+            "FROM pg_database d WHERE d.datname LIKE 'oar\\_%%' ORDER BY d.datname")
+        return dict((name, int(n)) for name, n in rows if SCRATCH_DATABASE.match(name))
+
+    def take_run_lock(self, conn, me):
+        key = run_lock_key(conn.database)
+        if conn.scalar("SELECT pg_try_advisory_lock(%s)", [key]):
+            # who holds it, for a second run to read in pg_stat_activity (63 characters at most)
+            conn.query("SELECT set_config('application_name', %s, false)",
+                       [("%s pid=%s host=%s" % (RUN_LOCK_NAME, me["pid"], me["host"]))[:63]])
+            return None
+        row = conn.query_one(
+            "SELECT a.pid, a.application_name, COALESCE(host(a.client_addr), 'local'), a.backend_start "
+            "FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' AND l.granted "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND l.classid = %s::bigint::oid AND l.objid = %s::bigint::oid AND l.objsubid = 1",
+            [(key >> 32) & 0xFFFFFFFF, key & 0xFFFFFFFF])
+        if row is None:
+            return dict()
+        pid, app, client, started = row
+        found = dict(re.findall(r"\b(pid|host)=(\S+)", app or ""))
+        return dict(host=found.get("host"), pid=found.get("pid"), session=pid, client=client,
+                    started=started.isoformat() if started else None)
+
+    def rollback_failed(self, conn):
+        # psycopg's TransactionStatus: 0 idle; anything else (in a block, in error) is ended here
+        if int(conn.raw.info.transaction_status) != 0:
+            conn.raw.execute("ROLLBACK")
+
+    def lock_holders(self, conn, tables):
+        rows = conn.query(
+            "SELECT a.pid, a.usename, COALESCE(host(a.client_addr), 'local'), a.state, l.mode, c.relname, "
+            "a.xact_start FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.granted AND l.pid <> pg_backend_pid() "
+            "AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database()) "
+            "AND c.relname = ANY(%s) ORDER BY (l.mode = 'AccessExclusiveLock') DESC, a.xact_start, a.pid",
+            [list(tables)])
+        out, seen = [], set()
+        for pid, user, client, state, mode, table, since in rows:
+            if pid in seen:
+                continue
+            seen.add(pid)
+            out.append(dict(id=pid, user=user, client=client, state=state or "unknown", lock=mode, table=table,
+                            transaction_since=since.isoformat() if since else None))
+        return out
 
     def sha256_hex(self, expr):
         return "encode(sha256(convert_to(%s, 'UTF8')), 'hex')" % expr

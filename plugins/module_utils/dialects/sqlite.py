@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import json
+import os
 import re
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import (
@@ -124,6 +127,47 @@ class SQLiteDialect(BaseDialect):
 
     def is_lock_timeout(self, exc):
         return "database is locked" in str(exc)
+
+    def take_run_lock(self, conn, me):
+        # a file beside the database, flock-ed for the life of the process and holding who took it
+        path = "%s-oauth_repair.lock" % conn.database
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                with os.fdopen(fd) as fh:
+                    try:
+                        return json.loads(fh.read() or "{}")
+                    except ValueError:
+                        return dict()
+            try:
+                if os.fstat(fd).st_ino != os.stat(path).st_ino:  # removed by the run that just ended: retry
+                    os.close(fd)
+                    continue
+            except FileNotFoundError:
+                os.close(fd)
+                continue
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(me).encode("utf-8"))
+            conn.run_lock_file = (fd, path)
+            return None
+
+    def release_run_lock(self, conn):
+        held = getattr(conn, "run_lock_file", None)
+        if held:
+            fd, path = held
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            os.close(fd)
+            conn.run_lock_file = None
+
+    def lock_holders(self, conn, tables):
+        # SQLite has no sessions to show: the one thing that blocks is another process's write lock on the file
+        return [dict(id="writer", user=None, client="another process", state="holds the write lock on %s" % conn.database,
+                     lock="write", table=None)]
 
     def sha256_hex(self, expr):
         return "%s(%s)" % (SHA256_FUNCTION, expr)

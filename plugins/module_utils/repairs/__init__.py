@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import repair_checksum, repair_seed000
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Plan
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import from_drift
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import from_drift, leftovers
 
 #: the finding codes oauth_repair can repair today, and the builder of their steps
-SUPPORTED = set(repair_checksum.CODES) | set(repair_seed000.CODES)
+SUPPORTED = set(repair_checksum.CODES) | set(repair_seed000.CODES) | set(leftovers.CODES)
 CHECKSUM_MIGRATIONS = (repair_checksum.SPECS["accesstoken"]["migration"],
                        repair_checksum.SPECS["refreshtoken"]["migration"])
 
@@ -27,11 +27,16 @@ def repairable(finding, engine=None):
     return finding["code"] == "migration_half_applied" and finding["details"].get("migration") in CHECKSUM_MIGRATIONS
 
 
-def select(findings, fix):
-    """Findings chosen by ``fix`` (``all`` or a list of codes)."""
+def select(findings, fix, found_leftovers=None):
+    """Findings chosen by ``fix`` (``all`` or a list of codes); the collection's own leftovers (oauth_info's
+    ``leftovers``) only when ``fix`` names ``leftover_scratch_database``."""
     fix = list(fix or ["all"])
+    leftover = leftovers.as_finding(found_leftovers or {}) if leftovers.CODES[0] in fix else None
+    if leftover:
+        return select(findings, [c for c in fix if c not in leftovers.CODES] or ["none"]) + [leftover]
     if "all" in fix:
         # harmless drift (names, extra indexes, wider types, allowlisted) is reported, not chosen
+        # nor are the collection's own leftovers: they are removed when fix names them
         return [f for f in findings if not (f["code"].startswith("schema_drift_") and f["severity"] == "info")]
     return [f for f in findings if f["code"] in fix]
 
@@ -44,6 +49,7 @@ def build_plan(snapshot, findings, options):
     plan.extend(repair_seed000.build(snapshot, chosen, options))
     plan.extend(repair_checksum.build(snapshot, chosen, options.get("checksum_mode") or "complete"))
     plan.extend(from_drift.build(snapshot, chosen, options))
+    plan.extend(leftovers.build(snapshot, chosen, options))
     return plan
 
 

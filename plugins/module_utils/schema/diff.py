@@ -136,9 +136,13 @@ def _indexes(want, have):
             same = [i for i in live_valid if tuple(i.columns[:len(index.columns)]) == tuple(index.columns)
                     and not i.partial]
         if not same:
+            details = dict(columns=list(index.columns), partial=index.partial)
+            invalid = [i.name for i in have.indexes if not i.valid and _index_key(i) == key]
+            if invalid:
+                details["invalid"] = invalid
+                matched.update(invalid)
             out.append(Difference("missing_unique" if index.unique else "missing_index", want.name,
-                                  ",".join(index.columns), expected=index.name,
-                                  details=dict(columns=list(index.columns), partial=index.partial)))
+                                  ",".join(index.columns), expected=index.name, details=details))
             continue
         matched.update(i.name for i in same)
         if index.name and index.name not in [i.name for i in same]:
@@ -146,7 +150,7 @@ def _indexes(want, have):
                                   actual=same[0].name, details=dict(columns=list(index.columns))))
     wanted = set(_index_key(i) for i in want.indexes)
     for index in have.indexes:
-        if index.primary or index.name in matched or _index_key(index) in wanted:
+        if index.primary or index.name in matched or (index.valid and _index_key(index) in wanted):
             continue
         out.append(Difference("extra_index", have.name, ",".join(index.columns), actual=index.name,
                               details=dict(columns=list(index.columns), unique=index.unique, valid=index.valid)))

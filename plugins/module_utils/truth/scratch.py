@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import tempfile
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import connection as connection_mod
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import scratch_name
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.truth.django_models import (
     VENDORS, run_probe)
 
@@ -27,7 +27,7 @@ SCRATCH_PREFIX = "oar_truth_"
 @contextlib.contextmanager
 def scratch_database(conn):
     """Yield the name (for SQLite: the path) of a new empty database next to ``conn``'s; drop it after."""
-    name = SCRATCH_PREFIX + secrets.token_hex(4)
+    name = scratch_name(SCRATCH_PREFIX, conn.database)
     if conn.engine == "sqlite":
         directory = tempfile.mkdtemp(prefix=SCRATCH_PREFIX)
         path = os.path.join(directory, "%s.sqlite3" % name)
