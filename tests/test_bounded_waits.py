@@ -235,3 +235,16 @@ def test_a_second_run_is_refused_naming_the_first(make_db, engine):
     assert frozenset(["token_checksum"]) in unique_indexes(target, AT)
     if engine == "sqlite":
         assert not os.path.exists(target.name + "-oauth_repair.lock")
+
+
+@pytest.mark.parametrize("engine", SERVER_ENGINES)
+def test_backup_behind_a_lock_fails_within_lock_timeout(make_db, engine, tmp_path):
+    target = make_db(engine, "tokens")
+    with table_locked(target, AT) as holder:
+        started = time.monotonic()
+        result = run_module("db_backup", dict(target.params, backup_dir=str(tmp_path / "b"), lock_timeout=1500))
+        elapsed = time.monotonic() - started
+    assert result.get("failed") is True and result["changed"] is False, result
+    assert elapsed < 1.5 + 8, elapsed
+    # the fingerprint read (MariaDB) names the holder; pg_dump's own LOCK TABLE (PostgreSQL) names the table
+    assert AT in result["msg"] or "(id %s," % holder in result["msg"], result["msg"]

@@ -270,6 +270,9 @@ class Client(object):
     def pg_dump(self, tables, snapshot=None, sequences=()):
         """``sequences``: ``schema.name`` of sequences dumped too (definition and value)."""
         args = [find_binary(["pg_dump"], self.bin_dir)] + self._pg_common(self.params["db"]) + ["--format=custom"]
+        if self.params.get("lock_timeout"):
+            # the dump's ACCESS SHARE locks wait no longer than any other statement of the collection
+            args.append("--lock-wait-timeout=%d" % int(self.params["lock_timeout"]))
         if snapshot:
             args.append("--snapshot=%s" % snapshot)
         for t in tables:
