@@ -27,7 +27,7 @@ import pytest
 from tests.findings_helpers import Databases, qi
 from tests.support import data
 from tests.support.django import (
-    SWAPPED_APPLICATION_MODEL, issue_tokens, migrate, run_manage, token_authenticates)
+    SWAPPED_APPLICATION_MODEL, issue_tokens, migrate, run_manage, site_option, token_authenticates, token_roundtrip)
 from tests.support.modules import ROOT, module_utils, run_module
 
 OLD = "oauth2_provider_application"
@@ -427,6 +427,58 @@ def test_swap_end_to_end(site, engine, strategy):
 
     findings = ok(run_module("oauth_info", dict(db.params, application_model=SWAPPED_APPLICATION_MODEL)))
     assert not [f for f in findings["findings"] if f["code"].startswith("swapped_model")]
+
+
+@pytest.mark.parametrize("strategy", ["rename", "copy"])
+@pytest.mark.parametrize("engine", ENGINES)
+def test_swap_takes_the_models_columns_from_the_site(site, engine, strategy):
+    """Issue 11 item 4: with ``django``, the swapped model's own columns (logo_url) come from the site's Django -
+    no extra_columns typed by hand - and the table ends as Django builds it; Django accepts the history and DOT
+    issues access and refresh tokens."""
+    s = site(engine)
+    db = s.db
+    apps_before = rows_by_id(db, OLD)
+    planned = ok(swap(db, check_mode=True, strategy=strategy, extra_columns=[], django=site_option(db, SWAP_ENV)))
+    assert any("logo_url" in q for q in planned["executed_queries"]), planned["executed_queries"]
+    result = ok(swap(db, strategy=strategy, extra_columns=[], django=site_option(db, SWAP_ENV)))
+    assert result["changed"] is True and result["recorded_migration"] == "swapapp.0001_initial"
+    apps_after = rows_by_id(db, NEW)
+    assert sorted(apps_after) == s.app_ids
+    for app_id, before in apps_before.items():
+        after = dict(apps_after[app_id])
+        assert after.pop("logo_url") == ""  # the field's default, read from the model
+        assert after == before
+    assert_like_django(db, s.reference)
+    assert ok(swap(db, strategy=strategy, extra_columns=[], django=site_option(db, SWAP_ENV)))["changed"] is False
+    assert_django_accepts(db)
+    assert token_authenticates(db, s.issued[0]["access_tokens"][0], extra_env=SWAP_ENV) is True
+    roundtrip = token_roundtrip(db, extra_env=SWAP_ENV)
+    assert roundtrip["ok"] is True, roundtrip
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_initial_migration_not_recorded_while_a_model_column_is_missing(site, engine):
+    """Issue 11 item 4: a swap done without the model's columns (the old way, extra_columns forgotten) leaves
+    swapapp_myapplication without logo_url. django_migration, given the site, refuses to record swapapp's
+    0001_initial and writes nothing; the swap given the site adds the column and records it."""
+    s = site(engine)
+    db = s.db
+    ok(swap(db, extra_columns=[], record_migration=False))
+    assert "logo_url" not in [c.name for c in data.table_columns(db, NEW)]
+    before = history_rows(db)
+    refused = run_module("django_migration", dict(db.params, app="swapapp", name=["0001_initial"],
+                                                  django=site_option(db, SWAP_ENV)))
+    assert refused.get("failed") is True and refused["changed"] is False, refused
+    assert "needs column(s) logo_url of %s" % NEW in refused["msg"], refused["msg"]
+    assert history_rows(db) == before
+    unknown = run_module("django_migration", dict(db.params, app="swapapp", name=["0002_never"],
+                                                  django=site_option(db, SWAP_ENV)))
+    assert unknown.get("failed") is True and "not a migration of the site" in unknown["msg"]
+    fixed = ok(swap(db, extra_columns=[], django=site_option(db, SWAP_ENV)))
+    assert statuses(fixed)["swap:add_column:%s.logo_url" % NEW] == "ran"
+    assert fixed["recorded_migration"] == "swapapp.0001_initial"
+    assert_like_django(db, s.reference)
+    assert_django_accepts(db)
 
 
 def assert_swapped(s, strategy="copy", kept=True):

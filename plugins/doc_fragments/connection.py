@@ -193,6 +193,25 @@ options:
     type: str
     choices: [auto, dot, django_models, django_migrate]
     default: auto
+  drift_apps:
+    description:
+      - Installed apps (labels) whose models are compared too, beside DOT's and the user model.
+    type: list
+    elements: str
+    default: []
+  drift_allow:
+    description:
+      - Allowlisted drift, reported as C(info) and never failing a verification. Each entry is a finding code
+        (C(schema_drift_missing_index)), an object (C(oauth2_provider_grant.code)) or both
+        (C(schema_drift_missing_index:oauth2_provider_grant.code)).
+    type: list
+    elements: str
+    default: []
+'''
+
+    # The site's own Django, for the modules that read the truth from its models.
+    DJANGO = r'''
+options:
   django:
     description:
       - The Django site whose models are the truth (the rollout's C(oauth_repair_django)). It must point at the
@@ -221,18 +240,4 @@ options:
         description: Seconds the probe (or the scratch migration) may take.
         type: int
         default: 300
-  drift_apps:
-    description:
-      - Installed apps (labels) whose models are compared too, beside DOT's and the user model.
-    type: list
-    elements: str
-    default: []
-  drift_allow:
-    description:
-      - Allowlisted drift, reported as C(info) and never failing a verification. Each entry is a finding code
-        (C(schema_drift_missing_index)), an object (C(oauth2_provider_grant.code)) or both
-        (C(schema_drift_missing_index:oauth2_provider_grant.code)).
-    type: list
-    elements: str
-    default: []
 '''

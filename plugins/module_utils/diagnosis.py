@@ -278,6 +278,8 @@ def diagnose(conn, options=None):
         checksum_checks=snap.checksum_checks,
         schema_truth=_truth_summary(snap),
         leftovers=leftovers.scan(conn),
+        # what the catalog hid from this user (never reported as missing objects), naming the privilege
+        limitations=conn.dialect.catalog_limitations(conn),
         summary=dict(findings=len(findings), by_severity=by_severity,
                      codes=sorted(set(f.code for f in findings)),
                      healthy=not any(f.severity in ("fatal", "error") for f in findings)),

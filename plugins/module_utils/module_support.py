@@ -16,6 +16,18 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common imp
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import timeout_error
 
 
+def django_option_spec():
+    """The ``django`` option (the site's own Django, documented by the DJANGO doc fragment)."""
+    return dict(type="dict", options=dict(
+        project_dir=dict(type="path", required=True),
+        python=dict(type="path"),
+        settings=dict(type="str"),
+        environment=dict(type="dict", default={}),
+        secret_environment=dict(type="dict", default={}, no_log=True),
+        timeout=dict(type="int", default=300),
+    ))
+
+
 def diagnosis_argument_spec():
     """Options of the modules that diagnose a database (documented by the DIAGNOSIS doc fragment)."""
     return dict(
@@ -35,14 +47,7 @@ def diagnosis_argument_spec():
         preupgrade_min_rows=dict(type="int", default=10000),
         expected_schema=dict(type="str", choices=["auto", "dot", "django_models", "django_migrate"],
                              default="auto"),
-        django=dict(type="dict", options=dict(
-            project_dir=dict(type="path", required=True),
-            python=dict(type="path"),
-            settings=dict(type="str"),
-            environment=dict(type="dict", default={}),
-            secret_environment=dict(type="dict", default={}, no_log=True),
-            timeout=dict(type="int", default=300),
-        )),
+        django=django_option_spec(),
         drift_apps=dict(type="list", elements="str", default=[]),
         drift_allow=dict(type="list", elements="str", default=[]),
     )

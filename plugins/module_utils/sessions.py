@@ -115,20 +115,28 @@ def describe(sessions, limit=10):
 #: what each check needs on MariaDB/MySQL
 MYSQL_NEEDS = {
     "alter": ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP", "INDEX", "REFERENCES"),
+    "write": ("SELECT", "INSERT", "UPDATE", "DELETE"),
+    "migrations": ("SELECT", "INSERT", "DELETE"),
+    "restore": ("SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "ALTER", "DROP", "INDEX", "REFERENCES",
+                "LOCK TABLES"),
     "backup": ("SELECT",),
     "scratch_database": ("CREATE", "DROP"),
 }
-CHECKS = ("alter", "backup", "scratch_database", "sessions", "terminate")
+#: ``alter`` - change the tables' schema; ``write`` - change their rows; ``migrations`` - record and remove rows
+#: of django_migrations; ``restore`` - put a backup back (drop, create, fill, lock the tables)
+CHECKS = ("alter", "write", "migrations", "restore", "backup", "scratch_database", "sessions", "terminate")
 #: checks whose failure is a warning: the work still runs, with less insight
 SOFT = ("sessions", "terminate")
+#: the table of Django's migration history (the ``migrations`` check)
+MIGRATIONS_TABLE = "django_migrations"
 
 
 def check_privileges(conn, checks, tables):
-    """``{check: {ok, detail}}`` for each of ``checks``."""
+    """``{check: {ok, detail}}`` for each of ``checks``; a failed check also has ``fix`` (the GRANT to run)."""
     if conn.engine == "postgresql":
         return _pg_privileges(conn, checks, tables)
     if conn.engine == "mysql":
-        return _mysql_privileges(conn, checks)
+        return _mysql_privileges(conn, checks, tables)
     return _sqlite_privileges(conn, checks)
 
 
@@ -140,32 +148,76 @@ def _pg_privileges(conn, checks, tables):
     for check in checks:
         if superuser:
             out[check] = dict(ok=True, detail="%s is a superuser" % user)
-        elif check in ("alter", "backup"):
-            if check == "alter":
-                not_owned = [r[0] for r in conn.query(
-                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) "
-                    "AND NOT pg_has_role(current_user, c.relowner, 'USAGE') ORDER BY c.relname", [list(tables)])]
-                out[check] = dict(ok=not not_owned, detail=(
-                    "%s owns (or is a member of the owner of) every table" % user if not not_owned else
-                    "ALTER TABLE needs the owner: %s does not own %s" % (user, ", ".join(not_owned))))
-            else:
-                unreadable = [r[0] for r in conn.query(
-                    "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
-                    "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) "
-                    "AND NOT has_table_privilege(c.oid, 'SELECT') ORDER BY c.relname", [list(tables)])]
-                out[check] = dict(ok=not unreadable, detail="SELECT on every table" if not unreadable else
-                                  "%s cannot read %s" % (user, ", ".join(unreadable)))
+        elif check in ("alter", "restore"):
+            out[check] = _pg_owner(conn, user, tables)
+        elif check == "write":
+            out[check] = _pg_rows(conn, user, tables, ("SELECT", "INSERT", "UPDATE", "DELETE"))
+        elif check == "migrations":
+            out[check] = _pg_rows(conn, user, [MIGRATIONS_TABLE], ("SELECT", "INSERT", "DELETE"), sequences=True)
+        elif check == "backup":
+            out[check] = _pg_rows(conn, user, tables, ("SELECT",))
         elif check == "scratch_database":
             out[check] = dict(ok=bool(createdb), detail="CREATEDB" if createdb else
-                              "%s lacks CREATEDB, needed to verify backups in a scratch database" % user)
+                              "%s lacks CREATEDB, needed to verify backups in a scratch database" % user,
+                              fix='ALTER ROLE "%s" CREATEDB' % user)
         elif check == "sessions":
             out[check] = dict(ok=True, detail="pg_stat_activity lists every session of the database")
         else:
             member = conn.scalar("SELECT pg_has_role(current_user, 'pg_signal_backend', 'MEMBER')")
             out[check] = dict(ok=bool(member), detail="member of pg_signal_backend" if member else
-                              "%s can only end its own sessions (needs pg_signal_backend)" % user)
+                              "%s can only end its own sessions (needs pg_signal_backend)" % user,
+                              fix='GRANT pg_signal_backend TO "%s"' % user)
     return out
+
+
+def _pg_owner(conn, user, tables):
+    """ALTER TABLE (and DROP, CREATE INDEX...) needs the owner of the table; a new table needs CREATE on the schema."""
+    rows = conn.query(
+        "SELECT c.relname, pg_get_userbyid(c.relowner), pg_has_role(current_user, c.relowner, 'USAGE') "
+        "FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+        "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) ORDER BY c.relname", [list(tables)])
+    not_owned = [(name, owner) for name, owner, owns in rows if not owns]
+    problems, fixes = [], []
+    if not_owned:
+        owners = sorted(set(o for _n, o in not_owned))
+        problems.append("ALTER TABLE needs the owner: %s does not own %s (owned by %s)" % (
+            user, ", ".join(n for n, _o in not_owned), ", ".join(owners)))
+        fixes.append("run as the tables' owner, or make %s a member of it: %s" % (
+            user, "; ".join('GRANT "%s" TO "%s"' % (o, user) for o in owners)))
+    if len(rows) < len(set(tables)) and not conn.scalar("SELECT has_schema_privilege(current_schema(), 'CREATE')"):
+        problems.append("%s may not create tables in schema %s" % (user, conn.scalar("SELECT current_schema()")))
+        fixes.append('GRANT CREATE ON SCHEMA "%s" TO "%s"' % (conn.scalar("SELECT current_schema()"), user))
+    if not problems:
+        return dict(ok=True, detail="%s owns (or is a member of the owner of) every table" % user)
+    return dict(ok=False, detail="; ".join(problems), fix="; ".join(fixes))
+
+
+def _pg_rows(conn, user, tables, privileges, sequences=False):
+    """Table privileges (each one: has_table_privilege with several is true when any one is held); with
+    ``sequences``, USAGE on the sequence of a serial or identity ``id`` too (to insert rows that take an id)."""
+    lacking = {}
+    for name, oid in conn.query(
+            "SELECT c.relname, c.oid FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace "
+            "WHERE n.nspname = current_schema() AND c.relname = ANY(%s) ORDER BY c.relname", [list(tables)]):
+        for privilege in privileges:
+            if not conn.scalar("SELECT has_table_privilege(%s::oid, %s)", [oid, privilege]):
+                lacking.setdefault(privilege, []).append(name)
+    unusable = []
+    if sequences:
+        for name in tables:
+            seq = conn.scalar("SELECT pg_get_serial_sequence(quote_ident(%s), 'id') "
+                              "WHERE to_regclass(quote_ident(%s)) IS NOT NULL", [name, name])
+            if seq and not conn.scalar("SELECT has_sequence_privilege(%s, 'USAGE')", [seq]):
+                unusable.append(seq)
+    if not lacking and not unusable:
+        return dict(ok=True, detail="%s on %s" % (", ".join(privileges), ", ".join(tables) or "every table"))
+    detail = ["%s lacks %s on %s" % (user, p, ", ".join(lacking[p])) for p in privileges if p in lacking]
+    fixes = ['GRANT %s ON %s TO "%s"' % (p, ", ".join('"%s"' % t for t in lacking[p]), user)
+             for p in privileges if p in lacking]
+    if unusable:
+        detail.append("%s lacks USAGE on sequence %s (to insert)" % (user, ", ".join(unusable)))
+        fixes.append('GRANT USAGE ON SEQUENCE %s TO "%s"' % (", ".join(unusable), user))
+    return dict(ok=False, detail="; ".join(detail), fix="; ".join(fixes))
 
 
 _GRANT = re.compile(r"^GRANT (?P<privs>.+?) ON (?P<target>\S+) TO ", re.S)
@@ -202,7 +254,7 @@ def _like(pattern, name):
     return re.match("^%s$" % regex, name) is not None
 
 
-def _mysql_privileges(conn, checks):
+def _mysql_privileges(conn, checks, tables=()):
     grants = _mysql_grants(conn)
     database = conn.database
     global_privs = set()
@@ -210,30 +262,52 @@ def _mysql_privileges(conn, checks):
         if db == "*":
             global_privs |= privs
 
-    def held_on(dbname):
+    def held_on(dbname, table=None):
         held = set(global_privs)
-        for privs, db, table in grants:
-            if db != "*" and table == "*" and _like(db, dbname):
+        for privs, db, granted in grants:
+            if db != "*" and _like(db, dbname) and (granted == "*" or granted == table):
                 held |= privs
         return held
 
     out = {}
-    user = conn.scalar("SELECT CURRENT_USER()")
+    current = conn.scalar("SELECT CURRENT_USER()") or ""
+    name, _at, host = current.rpartition("@")
+    grantee = "'%s'@'%s'" % (name, host)
+    user = current
     for check in checks:
         if check in MYSQL_NEEDS:
-            held = held_on(database if check != "scratch_database" else "oar_verify_00000000")
-            lacking = [p for p in MYSQL_NEEDS[check] if p not in held]
-            where = "on database %s" % database if check != "scratch_database" else "to create/drop a scratch database"
-            out[check] = dict(ok=not lacking, detail="%s has %s %s" % (user, ", ".join(MYSQL_NEEDS[check]), where)
+            needs = MYSQL_NEEDS[check]
+            if check == "scratch_database":
+                lacking = [p for p in needs if p not in held_on("oar_verify_00000000")]
+                where, target = "to create/drop a scratch database", "`oar\\_verify\\_%`.*, `oar\\_truth\\_%`.*"
+            else:
+                # database-level grants, or table-level ones on every table the work touches
+                on = [MIGRATIONS_TABLE] if check == "migrations" else list(tables)
+                missing = set()
+                for table in on or [None]:
+                    held = held_on(database, table)
+                    missing |= set(p for p in needs if p not in held)
+                lacking = [p for p in needs if p in missing]
+                where = "on %s of database %s" % (MIGRATIONS_TABLE, database) if check == "migrations" else \
+                    "on database %s" % database
+                target = "`%s`.%s" % (database, "`%s`" % MIGRATIONS_TABLE if check == "migrations" else "*")
+            out[check] = dict(ok=not lacking, detail="%s has %s %s" % (user, ", ".join(needs), where)
                               if not lacking else "%s lacks %s %s" % (user, ", ".join(lacking), where))
+            if lacking:
+                out[check]["fix"] = " and ".join("GRANT %s ON %s TO %s" % (", ".join(lacking), t, grantee)
+                                                 for t in target.split(", "))
         elif check == "sessions":
             ok = "PROCESS" in global_privs or "SUPER" in global_privs
             out[check] = dict(ok=ok, detail="PROCESS: every session is visible" if ok else
-                              "%s lacks PROCESS: only its own user's sessions are visible" % user)
+                              "%s lacks PROCESS: only its own user's sessions are visible" % user,
+                              fix="GRANT PROCESS ON *.* TO %s" % grantee)
         else:
             ok = bool(global_privs & set(["SUPER", "CONNECTION ADMIN"]))
             out[check] = dict(ok=ok, detail="may end any session" if ok else
-                              "%s may only end its own user's sessions (needs CONNECTION ADMIN or SUPER)" % user)
+                              "%s may only end its own user's sessions (needs CONNECTION ADMIN or SUPER)" % user,
+                              fix="GRANT CONNECTION ADMIN ON *.* TO %s" % grantee)
+        if out[check]["ok"]:
+            out[check].pop("fix", None)
     return out
 
 
@@ -243,9 +317,11 @@ def _sqlite_privileges(conn, checks):
     writable = os.access(path, os.W_OK) and os.access(folder, os.W_OK)
     out = {}
     for check in checks:
-        if check == "alter":
+        if check in ("alter", "write", "migrations", "restore"):
             out[check] = dict(ok=writable, detail="the file and its directory are writable" if writable else
                               "%s or its directory %s is not writable (journal)" % (path, folder))
+            if not writable:
+                out[check]["fix"] = "run as the owner of the file, or make it and its directory writable"
         elif check == "backup":
             ok = os.access(path, os.R_OK)
             out[check] = dict(ok=ok, detail="the file is readable" if ok else "%s is not readable" % path)
@@ -272,3 +348,58 @@ def validate_checks(checks):
     if unknown:
         raise OAuthRepairError("unknown privilege check(s) %s" % ", ".join(unknown), obj="checks",
                                fix="use %s" % ", ".join(CHECKS))
+
+
+# --------------------------------------------------------------------------
+# Checking a run's privileges before its first statement
+# --------------------------------------------------------------------------
+
+#: statements that change rows, not the schema
+_ROW_STATEMENT = re.compile(r"^\s*(UPDATE|INSERT|DELETE|SELECT|WITH)\b", re.I)
+
+
+def plan_needs(steps, live):
+    """``{check: [tables]}``: what the steps of a plan that are not done yet need - ``alter`` for a step that
+    changes a table's schema, ``write`` for one that only changes rows, ``migrations`` for django_migrations,
+    ``scratch_database`` to drop a leftover scratch database."""
+    needs = {}
+    for step in steps:
+        if step.done(live):
+            continue
+        if step.finding == "leftover_scratch_database":
+            check = "scratch_database"
+        elif step.table == MIGRATIONS_TABLE:
+            check = "migrations"
+        elif step.sql and all(_ROW_STATEMENT.match(q) for q in step.sql):
+            check = "write"
+        else:
+            check = "alter"
+        tables = needs.setdefault(check, [])
+        if step.table and check != "scratch_database" and step.table not in tables:
+            tables.append(step.table)
+    return needs
+
+
+def require(conn, needs, check_mode, what):
+    """Check the privileges ``needs`` (``{check: [tables]}``) before the first statement that changes anything.
+
+    Outside check mode a missing privilege raises OAuthRepairError (``changed`` false: nothing ran) naming it
+    and the GRANT that gives it; in check mode the same sentences are returned as warnings (the plan is shown).
+    """
+    problems = []
+    for check in CHECKS:
+        if check in needs:
+            result = check_privileges(conn, [check], list(needs[check]))[check]
+            if not result["ok"]:
+                problems.append(result)
+    if not problems:
+        return []
+    detail = "; ".join(p["detail"] for p in problems)
+    fix = "; ".join(p["fix"] for p in problems if p.get("fix"))
+    fix = "%s, or run as a user who has them (django_ops.oauth_repair.db_privileges checks before a run)" % (
+        fix or "grant the privileges")
+    if check_mode:
+        return ["%s would fail before its first statement for lack of privileges: %s. Fix: %s" % (what, detail, fix)]
+    tables = sorted(set(t for ts in needs.values() for t in ts))
+    raise OAuthRepairError("%s needs privileges the database user lacks: %s; nothing was run" % (what, detail),
+                           obj=", ".join(tables) or conn.database, fix=fix, changed=False)

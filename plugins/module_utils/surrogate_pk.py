@@ -51,6 +51,35 @@ PHASES = ("prepare", "complete")
 ID_TYPES = {"bigint": {"mysql": "bigint", "postgresql": "bigint", "sqlite": "bigint"},
             "int": {"mysql": "integer", "postgresql": "integer", "sqlite": "integer"}}
 SQLITE_MIN_VERSION = (3, 33)
+#: Django's auto field -> new_column_type
+AUTO_FIELDS = {"BigAutoField": "bigint", "AutoField": "int"}
+
+
+def key_type_from_model(expected, table, new_column, given=None):
+    """``bigint`` or ``int``: the surrogate key's type as the site's own model declares it (the field itself, or
+    ``DEFAULT_AUTO_FIELD`` / ``AppConfig.default_auto_field`` for an implicit ``id``). Raise when the model does
+    not declare ``new_column`` as an auto primary key, or when ``given`` (new_column_type) disagrees."""
+    model_table = expected.tables.get(table)
+    if model_table is None:
+        raise OAuthRepairError("the site's Django has no model with table %s" % table, obj=table,
+                               fix="check table, and that django points at the release that declares the surrogate key")
+    info = (expected.details.get("fields") or {}).get("%s.%s" % (table, new_column)) or {}
+    if model_table.primary_key != [new_column] or info.get("internal_type") not in AUTO_FIELDS:
+        raise OAuthRepairError(
+            "the site's model %s has primary key %s (%s), not an auto field %s: the release being deployed must "
+            "declare the surrogate key first" % (info.get("model") or table, ", ".join(model_table.primary_key) or "none",
+                                                 info.get("internal_type") or "?", new_column),
+            obj="%s.%s" % (table, new_column),
+            fix="point django at the release whose model has id = models.BigAutoField(primary_key=True) (or relies on "
+                "DEFAULT_AUTO_FIELD), or leave django out and give new_column_type")
+    kind = AUTO_FIELDS[info["internal_type"]]
+    if given and given != kind:
+        raise OAuthRepairError(
+            "new_column_type=%s but the site's model declares %s.%s as %s (%s)" % (
+                given, table, new_column, info["internal_type"], kind), obj="new_column_type",
+            fix="leave new_column_type out: with django it comes from the model")
+    return kind
+
 
 LOCKS = {
     "add_column": {"mysql": "metadata lock, instant ADD COLUMN (ALGORITHM=INPLACE, LOCK=NONE)",

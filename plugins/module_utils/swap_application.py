@@ -194,6 +194,44 @@ def parse_extra_columns(items, dialect):
     return out
 
 
+def model_columns(expected, table_name, source, overrides, dialect):
+    """The columns the swapped model has beyond ``source`` (DOT's table as it is), read from the site's own
+    Django (``expected``, a :class:`~.schema.model.Schema`): ExtraColumns with Django's column type and the value
+    existing rows get (the field's effective default). Columns named in ``extra_columns`` (``overrides``) and DOT's
+    later columns are left to those. A NOT NULL column whose default is not a constant is refused: its value for
+    the existing applications must then be given in ``extra_columns``."""
+    table = expected.tables.get(table_name)
+    if table is None:
+        raise OAuthRepairError(
+            "the site's Django has no model with table %s (its DOT models: %s)" % (
+                table_name, ", ".join(sorted(expected.details.get("models") or {})) or "none"),
+            obj=table_name, fix="check model and table against OAUTH2_PROVIDER_APPLICATION_MODEL of the site")
+    fields = expected.details.get("fields") or {}
+    out = []
+    for col in table.columns:
+        if source.has_column(col.name) or col.name in overrides or col.name in LATE_COLUMNS:
+            continue
+        info = fields.get("%s.%s" % (table_name, col.name)) or {}
+        type_ = col.raw_type or col.type
+        if not _TYPE.match(type_):
+            raise OAuthRepairError("column %s of %s: Django's type %r is not one this module writes" % (
+                col.name, table_name, type_), obj="%s.%s" % (table_name, col.name),
+                fix="give the column in extra_columns")
+        has_default = bool(info.get("has_scalar_default"))
+        default = info.get("scalar_default") if has_default else None
+        if has_default:
+            _check_literal(default, col.name, dialect)
+        if not col.nullable and not has_default:
+            raise OAuthRepairError(
+                "column %s of the swapped model (%s.%s) is NOT NULL and its default is not a constant, so the "
+                "value existing applications get is unknown" % (col.name, info.get("model") or table_name,
+                                                                info.get("field") or col.name),
+                obj="%s.%s" % (table_name, col.name),
+                fix="give it in extra_columns with that value: {name: %s, type: '%s', default: ...}" % (col.name, type_))
+        out.append(ExtraColumn(col.name, type_, default, col.nullable, has_default))
+    return out
+
+
 def _check_literal(value, name, dialect):
     if isinstance(value, bool) or isinstance(value, int):
         return
@@ -278,6 +316,8 @@ class Spec(object):
         self.migration_app, self.migration_name = parse_initial_migration(
             options.get("initial_migration"), self.app_label)
         self.extras = parse_extra_columns(options.get("extra_columns"), dialect)
+        #: the site's own Django's picture (option django), or None: then extra_columns is all there is
+        self.expected = options.get("expected")
         self.batch_size = max(1, int(options.get("batch_size") or 1000))
 
 
@@ -423,7 +463,11 @@ class Swap(object):
         self.late = [ExtraColumn(name, types[self.engine], default, null, default is not None)
                      for name, (_migration, types, default, null) in sorted(LATE_COLUMNS.items())
                      if self.engine in types and not self.source.has_column(name)]
-        self.extras = list(self.spec.extras) + self.late
+        self.model_extras = []
+        if self.spec.expected is not None:
+            self.model_extras = model_columns(self.spec.expected, self.new, self.source,
+                                              set(e.name for e in self.spec.extras), self.d)
+        self.extras = list(self.spec.extras) + self.model_extras + self.late
         missing = [c for c in DOT_APPLICATION_COLUMNS if not self.source.has_column(c) and c not in LATE_COLUMNS]
         if missing:
             raise OAuthRepairError(
@@ -1374,6 +1418,17 @@ class Swap(object):
             return history.is_recorded(self.conn, app, name)
 
         def run(ctx):
+            if self.spec.expected is not None:
+                # recording 0001_initial says the table is what it creates: never while a model column is missing
+                ctx.live.invalidate()
+                live = ctx.live.table(self.new)
+                missing = [c.name for c in self.spec.expected.tables[self.new].columns
+                           if live is None or not live.has_column(c.name)]
+                if missing:
+                    raise OAuthRepairError(
+                        "%s has no column %s that the swapped model has: %s.%s is not recorded" % (
+                            self.new, ", ".join(missing), app, name), obj="%s.%s" % (self.new, missing[0]),
+                        fix="let the swap add it (run again), or add it with a migration of your app")
             history.record(self.conn, app, name)
 
         return Step("swap:record_migration:%s.%s" % (app, name), self.FINDINGS["record_migration"],

@@ -239,6 +239,7 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import backup as bk
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import fingerprint as fp
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import sessions as sess
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import (
     Timer, connection_argument_spec)
@@ -269,15 +270,21 @@ def main():
                          "prefix" % p["prefix"], changed=False, executed_queries=[])
     timer = Timer()
     conn = connect(module)
+    started = False
     try:
         if p["state"] == "present":
             result = backup(module, conn)
         else:
+            # privileges first: a missing one fails here with nothing run (in check mode: a warning)
+            tables = bk.read_manifest(p["path"]).get("tables") or []
+            for warning in sess.require(conn, {"restore": tables}, module.check_mode, "db_backup (state=restored)"):
+                module.warn(warning)
+            started = True
             result = restore(module, conn)
     except OAuthRepairError as exc:
-        fail(module, exc, conn, changed=bool(conn.executed_queries) or p["state"] == "restored")
+        fail(module, exc, conn, changed=bool(conn.executed_queries) or started)
     except Exception as exc:  # pylint: disable=broad-except
-        fail(module, exc, conn, changed=p["state"] == "restored")
+        fail(module, exc, conn, changed=started)
     finally:
         conn.close()
     result["duration"] = timer.elapsed()

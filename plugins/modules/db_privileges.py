@@ -12,9 +12,13 @@ short_description: Check that the database user has the privileges a repair, its
 version_added: 0.1.0
 description:
   - Answers, before anything runs, whether the connected user may do the work - C(alter) (change the tables - on
-    PostgreSQL only their owner may), C(backup) (read them), C(scratch_database) (create and drop the database a
-    backup is verified in), C(sessions) (see every session, to wait for the application's to drain) and
-    C(terminate) (end other sessions).
+    PostgreSQL only their owner may), C(write) (change their rows), C(migrations) (record and remove rows of
+    C(django_migrations)), C(restore) (put a backup back - C(alter) and, on MariaDB/MySQL, C(LOCK TABLES)),
+    C(backup) (read them), C(scratch_database) (create and drop the database a backup is verified in),
+    C(sessions) (see every session, to wait for the application's to drain) and C(terminate) (end other
+    sessions). A failed check has a C(fix) - the GRANT that gives what is missing.
+  - The modules that change the database run the same checks before their first statement and, outside check
+    mode, fail with nothing run when one fails.
   - MariaDB/MySQL - from C(SHOW GRANTS) (global and database-level grants, roles that are active included).
     PostgreSQL - table ownership, C(rolsuper), C(rolcreatedb), C(pg_signal_backend). SQLite - whether the file and
     its directory are writable.
@@ -28,7 +32,7 @@ options:
     description: What to check.
     type: list
     elements: str
-    choices: [alter, backup, scratch_database, sessions, terminate]
+    choices: [alter, write, migrations, restore, backup, scratch_database, sessions, terminate]
     default: [alter, backup]
   tables:
     description: Tables the work changes or reads. Default - every C(oauth2_provider_*) table.
@@ -37,7 +41,7 @@ options:
     default: []
   fail_on_missing:
     description:
-      - Fail when C(alter), C(backup) or C(scratch_database) is missing. C(sessions) and C(terminate) only warn.
+      - Fail when any check but C(sessions) and C(terminate) fails. C(sessions) and C(terminate) only warn.
     type: bool
     default: true
 attributes:
@@ -48,7 +52,7 @@ attributes:
     support: none
     description: Nothing to show.
 notes:
-  - Table-level grants on MariaDB/MySQL are not taken into account; a user with only those is reported as lacking.
+  - Table-level grants on MariaDB/MySQL count for the tables they name (O(tables)); column-level grants do not.
 '''
 
 EXAMPLES = r'''
@@ -65,7 +69,8 @@ privileges:
   description: Per check, C(ok) and a C(detail) sentence.
   returned: always
   type: dict
-  sample: {alter: {ok: false, detail: "ALTER TABLE needs the owner: app does not own oauth2_provider_accesstoken"}}
+  sample: {alter: {ok: false, detail: "ALTER TABLE needs the owner: app does not own oauth2_provider_accesstoken",
+                   fix: "run as the tables' owner, or make app a member of it: GRANT \"django\" TO \"app\""}}
 missing:
   description: The failed checks that stop the work, as sentences.
   returned: always

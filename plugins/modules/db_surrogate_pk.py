@@ -32,6 +32,7 @@ author:
   - Django Ops maintainers (@django-ops)
 extends_documentation_fragment:
   - django_ops.oauth_repair.connection
+  - django_ops.oauth_repair.connection.django
 options:
   table:
     description: The table whose natural primary key is replaced, e.g. C(library_author).
@@ -51,9 +52,11 @@ options:
     description:
       - C(bigint) as a C(BigAutoField) (Django's C(DEFAULT_AUTO_FIELD) in new projects) or C(int) as an
         C(AutoField). The referencing columns get the same type, as Django gives them.
+      - With O(django), the type comes from the site's model (its field, or C(DEFAULT_AUTO_FIELD) and the app's
+        C(default_auto_field) for an implicit C(id)); a value given here must agree with it. Without O(django) the
+        default is C(bigint).
     type: str
     choices: [bigint, int]
-    default: bigint
   references:
     description:
       - The referencing columns to rewrite, as C(table.column). Default - every single-column foreign key of the
@@ -209,7 +212,10 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import surrogate_pk
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import connect, fail, take_run_lock
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.sessions import plan_needs
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.sessions import require as require_privileges
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import connect, django_option_spec, fail, take_run_lock
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.truth.django_models import DjangoSite, expected_schema
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Progress
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import schema_text
 
@@ -223,7 +229,8 @@ def argument_spec():
         table=dict(type="str", required=True),
         column=dict(type="str"),
         new_column=dict(type="str", default="id"),
-        new_column_type=dict(type="str", choices=["bigint", "int"], default="bigint"),
+        new_column_type=dict(type="str", choices=["bigint", "int"]),
+        django=django_option_spec(),
         references=dict(type="list", elements="str"),
         migration_app=dict(type="str"),
         migration_name=dict(type="str"),
@@ -244,11 +251,18 @@ def main():
     ctx = None
     try:
         take_run_lock(module, conn)
+        if p["django"]:
+            expected = expected_schema(DjangoSite.from_options(p), conn.dialect, tables=[p["table"]])
+            options["new_column_type"] = surrogate_pk.key_type_from_model(
+                expected, p["table"], p["new_column"] or "id", p["new_column_type"])
         plan, target, repair = surrogate_pk.build(conn, options)
         snap = surrogate_pk.snapshot(conn)
         tables = repair.tables()
         diff_before = schema_text(snap, tables)
         ctx = Context(conn, options, Progress(p["progress_file"]))
+        # privileges first: a missing one fails here with nothing run (in check mode: a warning)
+        for warning in require_privileges(conn, plan_needs(plan.steps, ctx.live), module.check_mode, "db_surrogate_pk"):
+            module.warn(warning)
         reports = plan.execute(ctx, check_mode=module.check_mode)
         changed = any(r["changed"] for r in reports)
         if module.check_mode or not changed:

@@ -32,6 +32,7 @@ author:
 extends_documentation_fragment:
   - django_ops.oauth_repair.connection
   - django_ops.oauth_repair.connection.diagnosis
+  - django_ops.oauth_repair.connection.django
 options:
   app:
     description:
@@ -60,6 +61,9 @@ options:
         names that are not migrations of DOT 3.4. The module warns about what it forced.
       - For any app, record rows whose app label or migration name Django could not have written (anything but
         letters, digits and underscores); without O(force) such names are refused and nothing is written.
+      - With O(django), for an app other than C(oauth2_provider), record a migration whose tables or columns (by the
+        site's own migration graph, as they are once it has run) are missing, or that the site does not have;
+        without O(force) the module refuses and writes nothing.
     type: bool
     default: false
 attributes:
@@ -181,10 +185,12 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot, history
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils import dot, history, sessions
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.diagnosis import Snapshot
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.truth.django_models import (
+    DjangoSite, tables_at_migration)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import (
     DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail, take_run_lock)
 
@@ -335,6 +341,39 @@ class MigrationHistory(object):
                     "believe it does; create it before the site uses the model" % (
                         self.app, self.swapped_initial, ", ".join(absent)))
 
+    def check_against_site(self, to_add):
+        """With option ``django``: refuse to record a migration of another app than DOT while the tables it leaves
+        (by the site's own migration graph) are missing or lack a column; unknown names are refused too."""
+        site = DjangoSite.from_options(self.options)
+        if site is None or self.app == dot.APP:
+            return
+        live_tables = set(self.conn.dialect.list_tables(self.conn))
+        problems = []
+        for name in to_add:
+            known, tables = tables_at_migration(site, self.app, name)
+            if not known:
+                problems.append(("%s.%s" % (self.app, name), "%s.%s is not a migration of the site" % (self.app, name)))
+                continue
+            present = self.conn.dialect.load_tables(self.conn, sorted(t for t in tables if t in live_tables))
+            for table, columns in sorted(tables.items()):
+                if table not in present:
+                    problems.append((table, "%s.%s needs table %s" % (self.app, name, table)))
+                    continue
+                missing = [c for c in columns if not present[table].has_column(c)]
+                if missing:
+                    problems.append(("%s.%s" % (table, missing[0]), "%s.%s needs column(s) %s of %s" % (
+                        self.app, name, ", ".join(missing), table)))
+        if not problems:
+            return
+        text = "; ".join(p[1] for p in problems)
+        if not self.force:
+            raise OAuthRepairError(
+                "refusing to record what the database does not hold (by the site's own migrations): %s" % text,
+                obj=problems[0][0], fix="create the objects first (manage.py migrate, or the collection's repair), "
+                                        "or set force: true to record anyway")
+        self.warnings.append("force: recorded although %s" % text)
+        self.missing_objects.update((p[0], [p[1]]) for p in problems)
+
     def _superseded_labels(self, name, to_add):
         """Labels of ``name``'s effects that a migration recorded in the same run undoes (e.g. 0019 drops
         the column 0017 adds): their absence is expected."""
@@ -389,6 +428,12 @@ class MigrationHistory(object):
             out += ["%s.%s" % (dot.APP, n) for n in history.names(self.conn, dot.APP)]
         return out
 
+    def require_privileges(self, names):
+        """INSERT/DELETE on django_migrations before the first row is written (check mode: a warning)."""
+        if names:
+            self.warnings.extend(sessions.require(self.conn, {"migrations": [history.TABLE]}, self.check_mode,
+                                                  "django_migration"))
+
     # -- run ---------------------------------------------------------------
     def run(self):
         self.validate()
@@ -400,6 +445,8 @@ class MigrationHistory(object):
             after = before + to_add
             if to_add:
                 self.check_record(to_add, after)
+                self.check_against_site(to_add)
+            self.require_privileges(to_add)
             for name in to_add:
                 if history.record(self.conn, self.app, name, check_mode=self.check_mode):
                     added.append(name)
@@ -407,6 +454,7 @@ class MigrationHistory(object):
             to_remove = [n for n in self.names if n in before]
             after = [n for n in before if n not in to_remove]
             self.check_remove(self.names, to_remove, after)
+            self.require_privileges(to_remove)
             for name in to_remove:
                 if history.remove(self.conn, self.app, name, check_mode=self.check_mode):
                     removed.append(name)

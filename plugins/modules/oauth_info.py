@@ -28,6 +28,7 @@ author:
 extends_documentation_fragment:
   - django_ops.oauth_repair.connection
   - django_ops.oauth_repair.connection.diagnosis
+  - django_ops.oauth_repair.connection.django
 attributes:
   check_mode:
     support: full
@@ -148,8 +149,13 @@ catalog_snapshot:
   returned: when O(engine=mssql)
   type: dict
 limitations:
-  description: O(engine=mssql) only. What a catalog snapshot cannot tell (token checksums, exact row counts).
-  returned: when O(engine=mssql)
+  description:
+    - What the diagnosis could not see, each naming the privilege that would show it (also returned as
+      warnings). A live MariaDB hides the constraint rows of C(information_schema) from a user with only
+      SELECT on a table - its foreign keys and unique constraints are then read from C(SHOW CREATE TABLE),
+      never reported missing. O(engine=mssql) - what a catalog snapshot cannot tell (token checksums, exact
+      row counts).
+  returned: always
   type: list
   elements: str
 duration:
@@ -184,6 +190,8 @@ def main():
         fail(module, exc, conn)
     finally:
         conn.close()
+    for limitation in result["limitations"]:
+        module.warn(limitation)
     module.exit_json(changed=False, executed_queries=[], **result)
 
 

@@ -51,6 +51,7 @@ author:
 extends_documentation_fragment:
   - django_ops.oauth_repair.connection
   - django_ops.oauth_repair.connection.diagnosis
+  - django_ops.oauth_repair.connection.django
 options:
   fix:
     description:
@@ -83,6 +84,9 @@ options:
     description:
       - JSON file (mode 0600) rewritten after each batch with rows done and total, rate and ETA; a role running
         this module asynchronously reads it to show progress.
+      - It also holds the process id (C(pid)) and, before each step runs, the plan with each step's status so far
+        (C(plan); C(running) for the step under way, C(pending) for those after it), so a killed run can be told
+        apart (M(django_ops.oauth_repair.async_progress)).
     type: path
   checksum_duplicates:
     description:
@@ -228,8 +232,15 @@ from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_sup
     DIAGNOSIS_REQUIRED_BY, connect, diagnosis_argument_spec, diagnosis_options, fail, take_run_lock)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils import mssql_plan
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Progress
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.sessions import plan_needs
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.sessions import require as require_privileges
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import (
     build_plan, repairable, schema_text, select)
+
+
+def _changed_something(conn):
+    """Whether a statement that changes the database ran: session settings (SET SESSION) change nothing."""
+    return any(not q.lstrip().upper().startswith("SET ") for q in conn.executed_queries)
 
 
 def main():
@@ -269,6 +280,9 @@ def main():
         tables = sorted(set(s.table for s in plan.steps))
         diff_before = schema_text(snap, tables)
         ctx = Context(conn, options, Progress(p["progress_file"]))
+        # privileges first: a missing one fails here with nothing run (in check mode: a warning)
+        for warning in require_privileges(conn, plan_needs(plan.steps, ctx.live), module.check_mode, "oauth_repair"):
+            module.warn(warning)
         reports = plan.execute(ctx, check_mode=module.check_mode)
         changed = any(r["changed"] for r in reports)
         if module.check_mode or not changed:
@@ -301,9 +315,9 @@ def main():
             result["diff"] = dict(before=diff_before, after=after_text)
     except OAuthRepairError as exc:
         fail(module, exc, conn, plan=getattr(exc, "reports", []), report=ctx.report if ctx else {},
-             changed=bool(conn.executed_queries) or exc.changed)
+             changed=_changed_something(conn) or exc.changed)
     except Exception as exc:  # pylint: disable=broad-except
-        fail(module, exc, conn, changed=bool(conn.executed_queries))
+        fail(module, exc, conn, changed=_changed_something(conn))
     finally:
         conn.close()
     module.exit_json(**result)

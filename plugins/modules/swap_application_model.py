@@ -38,6 +38,7 @@ author:
   - Django Ops maintainers (@django-ops)
 extends_documentation_fragment:
   - django_ops.oauth_repair.connection
+  - django_ops.oauth_repair.connection.django
 options:
   model:
     description:
@@ -72,8 +73,11 @@ options:
   extra_columns:
     description:
       - The columns the custom model adds to DOT's C(AbstractApplication), as C(manage.py sqlmigrate <app>
-        0001_initial) shows them for this engine. The module runs without the project's code, so they are given
-        here rather than read from the model.
+        0001_initial) shows them for this engine.
+      - With O(django), the model's own columns are read from the site's Django (type, nullability and the value
+        existing applications get) and this list only overrides them; a NOT NULL column whose default is not a
+        constant must be given here. With O(django), O(record_migration) also refuses to record the initial
+        migration while the table lacks a column of the model.
     type: list
     elements: dict
     default: []
@@ -243,7 +247,10 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.connection import connection_argument_spec
-from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import connect, fail, take_run_lock
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.sessions import plan_needs
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.sessions import require as require_privileges
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.module_support import connect, django_option_spec, fail, take_run_lock
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.truth.django_models import DjangoSite, expected_schema
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.plan import Context, Plan, Progress
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.repairs import schema_text
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.swap_application import (
@@ -282,6 +289,7 @@ def argument_spec():
         batch_size=dict(type="int", default=1000),
         throttle=dict(type="float", default=0),
         progress_file=dict(type="path"),
+        django=django_option_spec(),
     )
     return spec
 
@@ -298,7 +306,11 @@ def main():
     result = {}
     try:
         take_run_lock(module, conn)
-        spec = Spec(conn.dialect, p)
+        options = dict(p)
+        if p["django"]:
+            # the truth: the swapped model's own columns come from the site's Django, extra_columns overrides
+            options["expected"] = expected_schema(DjangoSite.from_options(p), conn.dialect)
+        spec = Spec(conn.dialect, options)
         swap = Swap(conn, spec)
         swap.validate()
         plan = Plan(swap.steps())
@@ -307,6 +319,9 @@ def main():
         diff_before = schema_text(catalog, tables)
         fks_before = swap.foreign_keys_now()
         ctx = Context(conn, dict(p), Progress(p["progress_file"]))
+        # privileges first: a missing one fails here with nothing run (in check mode: a warning)
+        for warning in require_privileges(conn, plan_needs(plan.steps, ctx.live), module.check_mode, "swap_application_model"):
+            module.warn(warning)
         reports = plan.execute(ctx, check_mode=module.check_mode)
         changed = any(r["changed"] for r in reports)
         if module.check_mode or not changed:

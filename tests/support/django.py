@@ -136,3 +136,11 @@ def token_roundtrip(target, extra_env: Optional[Mapping[str, str]] = None,
         if isinstance(result, dict) and "ok" in result:
             return result
     raise ManageError(proc.returncode, proc.args, proc.stdout, proc.stderr)
+
+
+def site_option(target, extra_env: Optional[Mapping[str, str]] = None, python: Optional[str] = None) -> dict:
+    """The modules' ``django`` option for the test project on ``target`` (secrets in ``secret_environment``)."""
+    env = manage_env(target, extra_env)
+    return dict(project_dir=str(PROJECT_DIR), python=python or sys.executable, settings="testproject.settings",
+                environment=dict((k, v) for k, v in env.items() if k.startswith("OAR_") and "PASSWORD" not in k),
+                secret_environment=dict((k, v) for k, v in env.items() if k.startswith("OAR_") and "PASSWORD" in k))

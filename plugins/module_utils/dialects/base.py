@@ -100,6 +100,11 @@ class BaseDialect(object):
         """Foreign keys of any table of the database that reference ``table``."""
         raise NotImplementedError
 
+    def catalog_limitations(self, conn):
+        """Sentences on what the catalog hid from the connected user while reading it (and what was read instead),
+        each naming the privilege that would show it; [] when it hid nothing."""
+        return []
+
     def estimated_rows(self, conn, tables):
         """{table: estimated row count or None} from statistics, without scanning."""
         return dict((t, None) for t in tables)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.django_ops.oauth_repair.plugins.module_utils.common import OAuthRepairError
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.schema.model import (
     Column, ForeignKey, Index, Table)
 from ansible_collections.django_ops.oauth_repair.plugins.module_utils.dialects.base import (
@@ -26,6 +27,11 @@ class MySQLDialect(BaseDialect):
     max_name_length = 64
     minimum_version = (8, 0)
     integer_ddl = {"int": "integer", "bigint": "bigint", "smallint": "smallint"}
+
+    def __init__(self, server_version):
+        super(MySQLDialect, self).__init__(server_version)
+        #: tables whose constraints information_schema hid from this user (read from SHOW CREATE TABLE instead)
+        self.hidden_constraints = set()
 
     # -- introspection -------------------------------------------------------
     def list_tables(self, conn):
@@ -125,27 +131,84 @@ class MySQLDialect(BaseDialect):
                 indexes[key] = Index(name=iname, table=tname, columns=[], unique=not int(non_unique),
                                      primary=(iname == "PRIMARY"), constraint=False)
             indexes[key].columns.append(cname)
-        constraints = set(conn.query(
-            "SELECT TABLE_NAME, CONSTRAINT_NAME FROM information_schema.TABLE_CONSTRAINTS "
-            "WHERE TABLE_SCHEMA = DATABASE() AND CONSTRAINT_TYPE IN ('UNIQUE', 'PRIMARY KEY') "
-            "AND TABLE_NAME IN (%s)" % ph, names))
+        rows = conn.query(
+            "SELECT TABLE_NAME, CONSTRAINT_NAME, CONSTRAINT_TYPE FROM information_schema.TABLE_CONSTRAINTS "
+            "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (%s)" % ph, names)
+        constraints = set((t, c) for t, c, kind in rows if kind in ("UNIQUE", "PRIMARY KEY"))
+        # MariaDB hides a table's TABLE_CONSTRAINTS and REFERENTIAL_CONSTRAINTS rows from a user whose only
+        # privilege on it is SELECT; SHOW CREATE TABLE shows them to that user (see catalog_limitations)
+        shown = set(t for t, _c, _kind in rows)
+        unshown = dict((t, self._create_table_fks(conn, t)) for t in sorted(tables) if t not in shown)
         for key, idx in indexes.items():
             idx.constraint = key in constraints
             tables[idx.table].indexes.append(idx)
             if idx.primary:
                 tables[idx.table].primary_key = list(idx.columns)
-        for fk in self._foreign_keys(conn, "TABLE_NAME", names):
+        hidden = [t for t, fks in unshown.items() if fks or any(i.unique or i.primary for i in tables[t].indexes)]
+        for name in hidden:
+            # every unique index of MariaDB/MySQL is a UNIQUE constraint of information_schema
+            for idx in tables[name].indexes:
+                idx.constraint = idx.unique or idx.primary
+            tables[name].foreign_keys.extend(unshown[name])
+            self.hidden_constraints.add(name)
+        for fk in self._foreign_keys(conn, "TABLE_NAME", [t for t in names if t in tables and t not in unshown]):
             tables[fk.table].foreign_keys.append(fk)
         return tables
 
+    #: a foreign key as SHOW CREATE TABLE spells it
+    _CREATE_FK = re.compile(
+        r"CONSTRAINT `(?P<name>(?:[^`]|``)+)` FOREIGN KEY \((?P<cols>[^)]*)\) REFERENCES "
+        r"(?:`(?:[^`]|``)+`\.)?`(?P<ref>(?:[^`]|``)+)` \((?P<refcols>[^)]*)\)"
+        r"(?: ON DELETE (?P<delete>RESTRICT|CASCADE|SET NULL|SET DEFAULT|NO ACTION))?"
+        r"(?: ON UPDATE (?P<update>RESTRICT|CASCADE|SET NULL|SET DEFAULT|NO ACTION))?")
+    #: the rule information_schema shows for a foreign key declared without ON DELETE/ON UPDATE
+    default_fk_rule = "NO ACTION"
+
+    def _create_table_fks(self, conn, table):
+        """The foreign keys of ``table`` read from SHOW CREATE TABLE, which any user who can see the table may run."""
+        try:
+            ddl = conn.query_one("SHOW CREATE TABLE %s" % self.quote(table))[1]
+        except Exception as exc:  # pylint: disable=broad-except
+            raise OAuthRepairError(
+                "cannot read the definition of table %s (SHOW CREATE TABLE: %s), and information_schema hides its "
+                "constraints from this user: its foreign keys cannot be known" % (table, exc), obj=table,
+                fix="GRANT SELECT, REFERENCES ON %s.* TO the user, or connect as the site's user" % self.quote(
+                    conn.database))
+
+        def names(text):
+            return [n.strip().strip("`").replace("``", "`") for n in text.split(",")]
+        out = []
+        for m in self._CREATE_FK.finditer(ddl or ""):
+            out.append(ForeignKey(name=m.group("name").replace("``", "`"), table=table, columns=names(m.group("cols")),
+                                  ref_table=m.group("ref").replace("``", "`"), ref_columns=names(m.group("refcols")),
+                                  on_delete=m.group("delete") or self.default_fk_rule,
+                                  on_update=m.group("update") or self.default_fk_rule))
+        return sorted(out, key=lambda fk: fk.name.upper())  # as information_schema orders them (case-insensitive)
+
+    def catalog_limitations(self, conn):
+        """What the catalog hid from this user, and how the reading made up for it (see BaseDialect)."""
+        if not self.hidden_constraints:
+            return []
+        user, _at, host = (conn.scalar("SELECT CURRENT_USER()") or "").rpartition("@")
+        hidden = sorted(self.hidden_constraints)
+        return ["information_schema hides the constraints of %d table(s) (%s%s) from '%s'@'%s': MariaDB shows "
+                "TABLE_CONSTRAINTS and REFERENTIAL_CONSTRAINTS rows only to a user with a privilege other than SELECT "
+                "on the table (REFERENCES, for instance). Their foreign keys and unique constraints were read from "
+                "SHOW CREATE TABLE instead, so none is reported missing for lack of privilege. Fix: GRANT REFERENCES "
+                "ON %s.* TO '%s'@'%s' (it changes no data), or run as the site's user" % (
+                    len(hidden), ", ".join(hidden[:5]), ", ..." if len(hidden) > 5 else "", user, host,
+                    self.quote(conn.database), user, host)]
+
     def _foreign_keys(self, conn, column, values):
+        if not values:
+            return []
         ph = _placeholders(len(values))
         fks = {}
         for (tname, cname, col, rtable, rcol, delete_rule, update_rule) in conn.query(
                 "SELECT k.TABLE_NAME, k.CONSTRAINT_NAME, k.COLUMN_NAME, k.REFERENCED_TABLE_NAME, "
                 "k.REFERENCED_COLUMN_NAME, r.DELETE_RULE, r.UPDATE_RULE "
                 "FROM information_schema.KEY_COLUMN_USAGE k "
-                "JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
+                "LEFT JOIN information_schema.REFERENTIAL_CONSTRAINTS r "
                 "ON r.CONSTRAINT_SCHEMA = k.CONSTRAINT_SCHEMA AND r.CONSTRAINT_NAME = k.CONSTRAINT_NAME "
                 "AND r.TABLE_NAME = k.TABLE_NAME "
                 "WHERE k.TABLE_SCHEMA = DATABASE() AND k.REFERENCED_TABLE_NAME IS NOT NULL "
@@ -157,7 +220,17 @@ class MySQLDialect(BaseDialect):
                                       on_delete=delete_rule, on_update=update_rule)
             fks[key].columns.append(col)
             fks[key].ref_columns.append(rcol)
-        return list(fks.values())
+        out = []
+        hidden = {}
+        for fk in fks.values():
+            if fk.on_delete is None:
+                # KEY_COLUMN_USAGE shows the key, REFERENTIAL_CONSTRAINTS hides its rules: SHOW CREATE TABLE has them
+                if fk.table not in hidden:
+                    hidden[fk.table] = dict((f.name, f) for f in self._create_table_fks(conn, fk.table))
+                    self.hidden_constraints.add(fk.table)
+                fk = hidden[fk.table].get(fk.name, fk)
+            out.append(fk)
+        return out
 
     def referencing_foreign_keys(self, conn, table):
         return self._foreign_keys(conn, "REFERENCED_TABLE_NAME", [self.validate_identifier(table)])
@@ -253,6 +326,7 @@ class MariaDBDialect(MySQLDialect):
     vendor = "mariadb"
     minimum_version = (10, 5)
     json_type = "text"
+    default_fk_rule = "RESTRICT"
 
     def statement_timeout_sql(self, ms):
         # MariaDB's max_statement_time bounds every statement, DDL included (seconds, fractional).

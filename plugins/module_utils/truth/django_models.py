@@ -88,10 +88,11 @@ class DjangoSite:
         return proc.stdout
 
 
-def run_probe(site, apps=(), alias="default", database=None, migrate=False, add_field=()):
-    """The probe's JSON document (see :mod:`.probe_script`)."""
-    args = dict(apps=list(apps or []), alias=alias, database=database, migrate=bool(migrate),
-                add_field=[dict(model=m, field=f) for m, f in add_field])
+def run_probe(site, apps=(), alias="default", database=None, migrate=False, add_field=(), at_migration=(), tables=()):
+    """The probe's JSON document (see :mod:`.probe_script`); ``tables`` adds the models of those tables."""
+    args = dict(apps=list(apps or []), tables=list(tables or []), alias=alias, database=database, migrate=bool(migrate),
+                add_field=[dict(model=m, field=f) for m, f in add_field],
+                at_migration=[dict(app=a, name=n) for a, n in at_migration])
     out = site.run_python(SOURCE, args, "the schema probe (the site's Django)")
     lines = [line for line in out.splitlines() if line.startswith("{")]
     try:
@@ -128,7 +129,9 @@ def schema_from_probe(doc, dialect):
                 nullable=bool(c["null"]) and not c["primary_key"], default=c.get("default"),
                 auto_increment=bool(c["auto"])))
             fields["%s.%s" % (name, c["name"])] = dict(
-                model=c["model"], field=c["field"], has_db_default=bool(c.get("has_db_default")))
+                model=c["model"], field=c["field"], has_db_default=bool(c.get("has_db_default")),
+                has_scalar_default=bool(c.get("has_scalar_default")), scalar_default=c.get("scalar_default"),
+                internal_type=c.get("internal_type"))
             if c["primary_key"]:
                 table.primary_key = [c["name"]]
         for i in data["indexes"]:
@@ -145,12 +148,20 @@ def schema_from_probe(doc, dialect):
                   tables=tables, source="django_models", details=details)
 
 
-def expected_schema(site, dialect, apps=()):
-    """What the site's models expect on this database, by the probe."""
-    return schema_from_probe(run_probe(site, apps=apps), dialect)
+def expected_schema(site, dialect, apps=(), tables=()):
+    """What the site's models expect on this database, by the probe (``tables``: models of those tables too)."""
+    return schema_from_probe(run_probe(site, apps=apps, tables=tables), dialect)
 
 
 def add_field_sql(site, model, field, apps=()):
     """The statements the site's Django schema editor writes to add ``model.field`` (collected, not run)."""
     doc = run_probe(site, apps=apps, add_field=[(model, field)])
     return doc["add_field"]["%s.%s" % (model, field)]
+
+
+def tables_at_migration(site, app, name):
+    """``(known, {table: [column names]})``: the tables of ``app`` once its migration ``name`` has run, by the
+    site's own migration graph (``known`` is False when the site has no such migration)."""
+    doc = run_probe(site, at_migration=[(app, name)])
+    found = doc["at_migration"]["%s.%s" % (app, name)]
+    return found["known"], dict((t, [c["name"] for c in data["columns"]]) for t, data in found["tables"].items())

@@ -49,11 +49,25 @@ def main():
                native_uuid=bool(getattr(connection.features, "has_native_uuid_field", False)),
                settings=dict(user_model=settings.AUTH_USER_MODEL,
                              default_auto_field=getattr(settings, "DEFAULT_AUTO_FIELD", None)),
-               models={}, tables={}, add_field={})
+               models={}, tables={}, add_field={}, at_migration={})
     with connection.schema_editor(collect_sql=True, atomic=False) as editor:
         for model in models:
             out["models"][model._meta.label] = model._meta.db_table
             out["tables"][model._meta.db_table] = describe(model, connection, editor)
+    for request in ARGS.get("at_migration") or []:
+        # the tables of one app as they are once this migration has run (the migration graph's own state)
+        from django.db.migrations.loader import MigrationLoader
+        loader = MigrationLoader(connection, ignore_no_migrations=True)
+        key = (request["app"], request["name"])
+        tables = {}
+        if key in loader.graph.nodes:
+            state = loader.project_state(key, at_end=True)
+            with connection.schema_editor(collect_sql=True, atomic=False) as editor:
+                for model in state.apps.get_models():
+                    meta = model._meta
+                    if meta.app_label == request["app"] and meta.managed and not meta.proxy:
+                        tables[meta.db_table] = describe(model, connection, editor)
+        out["at_migration"]["%s.%s" % key] = dict(known=key in loader.graph.nodes, tables=tables)
     for request in ARGS.get("add_field") or []:
         model = apps.get_model(request["model"])
         field = model._meta.get_field(request["field"])
@@ -104,6 +118,10 @@ def scope(apps, settings):
         if hasattr(dot, getter):
             add(getattr(dot, getter)())
     add(apps.get_model(settings.AUTH_USER_MODEL))
+    wanted = set(ARGS.get("tables") or [])
+    for model in apps.get_models(include_auto_created=True):
+        if model._meta.db_table in wanted:
+            add(model)
     for model in list(chosen):
         for field in model._meta.local_many_to_many:
             through = field.remote_field.through
@@ -147,7 +165,15 @@ def describe(model, connection, editor):
         has_db_default = db_default is not None and type(db_default).__name__ != "NOT_PROVIDED"
         if has_db_default:
             default = str(db_default)
+        # the value existing rows get when the column is added (Django's effective default), when it is a scalar
+        try:
+            effective = editor.effective_default(field)
+        except Exception:  # pylint: disable=broad-except
+            effective = None
+        scalar = effective is None or isinstance(effective, (bool, int, float, str))
         columns.append(dict(name=field.column, db_type=db_type, null=bool(field.null), primary_key=field.primary_key,
+                            scalar_default=effective if scalar else None,
+                            has_scalar_default=effective is not None and scalar,
                             unique=bool(field.unique), auto=field.get_internal_type() in (
                                 "AutoField", "BigAutoField", "SmallAutoField"),
                             field=field.name, model=meta.label, default=default, has_db_default=has_db_default,

@@ -1,5 +1,6 @@
 """The ``shelf`` app's models (see the package docstring)."""
 
+import os
 import uuid
 
 from django.conf import settings
@@ -7,13 +8,23 @@ from django.db import models
 from oauth2_provider.settings import oauth2_settings
 
 
-class Tag(models.Model):
-    """A natural primary key: the name."""
+if os.environ.get("OAR_SHELF_SURROGATE"):
+    class Tag(models.Model):
+        """The next release: a surrogate ``id`` (typed by ``DEFAULT_AUTO_FIELD``), the name kept unique
+        (migration ``0002_tag_surrogate_id`` of ``shelf.migrations_surrogate``)."""
 
-    name = models.CharField(max_length=50, primary_key=True)
+        name = models.CharField(max_length=50, unique=True)
 
-    def __str__(self):
-        return self.name
+        def __str__(self):
+            return self.name
+else:
+    class Tag(models.Model):
+        """A natural primary key: the name."""
+
+        name = models.CharField(max_length=50, primary_key=True)
+
+        def __str__(self):
+            return self.name
 
 
 class Item(models.Model):

@@ -100,6 +100,10 @@ def _database():
 
 DATABASES = {"default": _database()}
 
+if os.environ.get("OAR_SHELF_SURROGATE"):
+    # the shelf release whose Tag has a surrogate id (shelf/models.py)
+    MIGRATION_MODULES = {"shelf": "shelf.migrations_surrogate"}
+
 _default_auto_field = os.environ.get("OAR_DEFAULT_AUTO_FIELD", "").strip() or "django.db.models.BigAutoField"
 if _default_auto_field != "unset":
     DEFAULT_AUTO_FIELD = _default_auto_field
