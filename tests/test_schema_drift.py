@@ -168,3 +168,27 @@ def test_mutation_suite_found_and_repaired(any_db):
     roundtrip = dj.token_roundtrip(any_db, extra_env=env)
     assert roundtrip["ok"], roundtrip
     print("mutation kinds found and repaired on %s: %d" % (any_db.engine, len(expected)))
+
+
+@pytest.mark.parametrize("engine", ["mysql", "postgresql", "sqlite"])
+def test_one_object_one_finding(request, engine, tmp_path):
+    """Issue 11 item 2: a column both the timestamp detector and the diff see missing is one finding (the diff's
+    view in its details.drift), repaired by one step; the checksum unique index likewise."""
+    target = request.getfixturevalue({"mysql": "mysql_db", "postgresql": "pg_db", "sqlite": "sqlite_db"}[engine])
+    env = dict(SITE_ENV)
+    dj.migrate(target, extra_env=env)
+    q = ('`%s`' if engine == "mysql" else '"%s"')
+    target.execute("ALTER TABLE %s DROP COLUMN %s" % (q % "oauth2_provider_grant", q % "created"))
+    found = info(target, env)
+    objects = [(f["code"], o) for f in found["findings"] for o in f["objects"]]
+    mine = [code for code, o in objects if o == "oauth2_provider_grant.created"]
+    assert mine == ["missing_timestamp_columns"], found["findings"]
+    legacy = [f for f in found["findings"] if f["code"] == "missing_timestamp_columns"][0]
+    assert [d["code"] for d in legacy["details"]["drift"]] == ["schema_drift_missing_column"]
+    params = dict(target.params, expected_schema="django_models", django=site_option(target, env),
+                  application_model=dj.SWAPPED_APPLICATION_MODEL, drift_apps=["shelf"])
+    repaired = run_module("oauth_repair", params)
+    assert not repaired.get("failed"), repaired.get("msg")
+    ran = [s["key"] for s in repaired["plan"] if s["status"] == "ran"]
+    assert len([k for k in ran if "created" in k and "grant" in k]) <= 1 and ran, repaired["plan"]
+    assert info(target, env)["summary"]["healthy"]

@@ -398,11 +398,24 @@ class Detector(object):
 
     # -- the site's own models ------------------------------------------------
     def schema_drift(self):
+        """The differences from the expected schema. One that a finding above already names (the same column or
+        index: a missing timestamp column, a half-applied migration's object, a checksum unique index, a width
+        mismatch) is not a second finding: it is that finding's ``details.drift``, so two detectors never report
+        the same object twice nor plan two repairs of it."""
         expected = getattr(self.ctx, "expected", None)
         if expected is None:
             return
+        named = {}
+        for finding in self.findings:
+            for obj in finding.objects:
+                named.setdefault(obj, finding)
         for code, severity, message, objects, details in drift_findings(
                 self.ctx.drift, expected, self.ctx.options.get("drift_allow")):
+            owner = named.get(objects[0]) if objects else None
+            if owner is not None:
+                owner.details.setdefault("drift", []).append(dict(code=code, severity=severity, object=objects[0],
+                                                                  message=message))
+                continue
             self.add(code, severity, message, objects, **details)
 
     # -- seed 002 ------------------------------------------------------------
