@@ -192,3 +192,57 @@ def test_one_object_one_finding(request, engine, tmp_path):
     ran = [s["key"] for s in repaired["plan"] if s["status"] == "ran"]
     assert len([k for k in ran if "created" in k and "grant" in k]) <= 1 and ran, repaired["plan"]
     assert info(target, env)["summary"]["healthy"]
+
+
+@pytest.mark.mysql
+def test_uuid_conversion_under_concurrent_writes(mysql_db):
+    """The char(32) -> uuid repair compares every value row by row (rows present before and after), so the
+    site's inserts and deletes while it runs are not a difference (the whole-column count the benchmark caught)."""
+    import threading
+    env = dict(SITE_ENV)
+    dj.migrate(mysql_db, extra_env=env)
+    dj.issue_tokens(mysql_db, 3, extra_env=env)
+    mysql_db.execute("ALTER TABLE oauth2_provider_refreshtoken MODIFY token_family char(36) NULL")
+    mysql_db.execute("UPDATE oauth2_provider_refreshtoken SET token_family = REPLACE(UUID(), '-', '')")
+    mysql_db.execute("ALTER TABLE oauth2_provider_refreshtoken MODIFY token_family char(32) NULL")
+    # copies of an existing refresh token: every other column as DOT wrote it
+    rt = "oauth2_provider_refreshtoken"
+    others = [r[0] for r in mysql_db.query(
+        "SELECT column_name FROM information_schema.columns WHERE table_schema = DATABASE() AND table_name = %s "
+        "AND column_name NOT IN ('id', 'token', 'token_checksum', 'token_family', 'access_token_id')", (rt,))]
+    first = mysql_db.query("SELECT MIN(id) FROM %s" % rt)[0][0]
+    cols = ", ".join("`%s`" % c for c in others)
+
+    def copy_sql(token_expr, source_from=""):
+        return ("INSERT INTO %s (token, token_checksum, token_family, %s) SELECT %s, SHA2(%s, 256), "
+                "REPLACE(UUID(), '-', ''), %s FROM %s r%s WHERE r.id = %d" % (
+                    rt, cols, token_expr, token_expr, ", ".join("r.`%s`" % c for c in others), rt, source_from, first))
+
+    mysql_db.execute(copy_sql("CONCAT('seed-', s.seq)", " JOIN seq_1_to_20000 s"))
+    stop, written = threading.Event(), [0]
+
+    def writer():
+        conn = mysql_db.connect()
+        try:
+            cur = conn.cursor()
+            while not stop.is_set():
+                written[0] += 1
+                token = "live-%d" % written[0]
+                cur.execute(copy_sql("'%s'" % token))
+                cur.execute("DELETE FROM oauth2_provider_refreshtoken WHERE token = %s", ("seed-%d" % written[0],))
+        finally:
+            conn.close()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    try:
+        params = dict(mysql_db.params, django=site_option(mysql_db, env), application_model=dj.SWAPPED_APPLICATION_MODEL,
+                      drift_apps=["shelf"], fix=["schema_drift_uuid_char32"])
+        repaired = run_module("oauth_repair", params)
+    finally:
+        stop.set()
+        thread.join(30)
+    assert not repaired.get("failed"), repaired.get("msg")
+    check = repaired["report"]["uuid_conversions"]["oauth2_provider_refreshtoken.token_family"]
+    assert check["values_equal"] is True and check["compared"] > 0, check
+    assert written[0] > 0

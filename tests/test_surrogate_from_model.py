@@ -38,7 +38,7 @@ def _seed(db):
 
 
 def _pairs(db):
-    if "id" in [r for r in _columns(db, "shelf_tag")]:
+    if "id" in _columns(db, "shelf_tag"):
         sql = ("SELECT i.title, t.name FROM shelf_item_tags m JOIN shelf_item i ON i.id = m.item_id "
                "JOIN shelf_tag t ON t.id = m.tag_id ORDER BY 1, 2")
     else:

@@ -138,13 +138,32 @@ def _add_column_step(snapshot, finding, options):
                 _lock("add_column", conn.engine), sql=sql, done=done, online=conn.engine != "sqlite")
 
 
-def _uuid_fingerprint(conn, table, column, after):
-    """(count of values, sum of crc32 of their 32-digit lowercase hex) of a UUID column, as char(32) or uuid."""
+#: the session's copy of the values before the conversion (a temporary table: no other session sees it)
+_UUID_BEFORE = "oar_uuid_before"
+
+
+def _uuid_keep_values(conn, table, column, pk):
+    """Copy (key, value as 32 lowercase hex digits) of every row into a temporary table; returns the count."""
     q = conn.dialect.quote
-    value = "REPLACE(CAST(%s AS CHAR), '-', '')" % q(column) if after else "LOWER(%s)" % q(column)
-    count, total = conn.query_one("SELECT COUNT(%s), COALESCE(SUM(CRC32(%s)), 0) FROM %s" % (
-        q(column), value, q(table)))
-    return int(count), int(total)
+    conn.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(_UUID_BEFORE), record=False)
+    conn.execute("CREATE TEMPORARY TABLE %s (k bigint NOT NULL PRIMARY KEY, v char(32) NOT NULL) AS "
+                 "SELECT %s AS k, LOWER(%s) AS v FROM %s WHERE %s IS NOT NULL" % (
+                     q(_UUID_BEFORE), q(pk), q(column), q(table), q(column)), record=False)
+    return int(conn.scalar("SELECT COUNT(*) FROM %s" % q(_UUID_BEFORE)))
+
+
+def _uuid_compare_values(conn, table, column, pk):
+    """``(rows compared, rows whose value changed, rows deleted meanwhile)``: every row that existed before the
+    conversion and still exists is compared value by value; rows the site inserted or deleted while the repair
+    ran are not a difference of the conversion."""
+    q = conn.dialect.quote
+    compared, changed = conn.query_one(
+        "SELECT COUNT(*), COALESCE(SUM(t.%s IS NULL OR CAST(REPLACE(CAST(t.%s AS CHAR), '-', '') AS BINARY) "
+        "<> CAST(b.v AS BINARY)), 0) "
+        "FROM %s b JOIN %s t ON t.%s = b.k" % (q(column), q(column), q(_UUID_BEFORE), q(table), q(pk)))
+    total = int(conn.scalar("SELECT COUNT(*) FROM %s" % q(_UUID_BEFORE)))
+    conn.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(_UUID_BEFORE), record=False)
+    return int(compared), int(changed), total - int(compared)
 
 
 def _uuid_step(snapshot, finding):
@@ -166,15 +185,19 @@ def _uuid_step(snapshot, finding):
                 "%s.%s holds values that are not 32 hex digits (%s): they cannot become uuid" % (
                     table, column, ", ".join(repr(r[0]) for r in bad)), obj="%s.%s" % (table, column),
                 fix="correct or clear those values, then re-run")
-        before = _uuid_fingerprint(ctx.conn, table, column, after=False)
+        pk = ctx.live.table(table).primary_key
+        if len(pk) != 1:
+            raise OAuthRepairError("%s has no single-column primary key: its values cannot be compared row by row"
+                                   % table, obj=table, fix="convert the column by hand after a backup")
+        before = _uuid_keep_values(ctx.conn, table, column, pk[0])
         ctx.ddl(sql, table=table)
-        after = _uuid_fingerprint(ctx.conn, table, column, after=True)
+        compared, changed, deleted = _uuid_compare_values(ctx.conn, table, column, pk[0])
         ctx.report.setdefault("uuid_conversions", {})["%s.%s" % (table, column)] = dict(
-            values=before[0], values_equal=before == after)
-        if before != after:
+            values=before, compared=compared, deleted_meanwhile=deleted, values_equal=changed == 0)
+        if changed:
             raise OAuthRepairError(
-                "%s.%s: the values after the conversion differ from those before (%s vs %s)" % (
-                    table, column, before, after), obj="%s.%s" % (table, column),
+                "%s.%s: %d of %d values differ after the conversion from those before it" % (
+                    table, column, changed, compared), obj="%s.%s" % (table, column),
                 fix="restore the backup and report this", changed=True)
 
     return Step("schema_drift:uuid:%s.%s" % (table, column), finding["code"],
