@@ -85,11 +85,16 @@ class Live(object):
 
 
 class Progress(object):
-    """Progress of a batched step: rows done / total, rate, ETA; optionally mirrored to a JSON file."""
+    """Progress of a batched step: rows done / total, rate, ETA; optionally mirrored to a JSON file.
+
+    The file also holds the process id and, once a plan runs, every step with its status so far (``running``
+    for the one under way, ``pending`` for those after it): what a killed run had done.
+    """
 
     def __init__(self, path=None):
         self.path = path
         self.steps = {}
+        self.plan = None
 
     def update(self, key, done, total, started, updated_rows=None):
         elapsed = max(time.monotonic() - started, 1e-6)
@@ -100,13 +105,23 @@ class Progress(object):
                      eta_s=round(remaining / rate, 1) if rate > 0 else None,
                      percent=round(100.0 * done / total, 1) if total else 100.0)
         self.steps[key] = entry
-        if self.path:
-            tmp = "%s.%d.tmp" % (self.path, os.getpid())  # two writers never share a temporary file
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as fh:
-                json.dump(dict(updated=time.time(), steps=self.steps), fh)
-            os.replace(tmp, self.path)
+        self._write()
         return entry
+
+    def plan_status(self, reports, pending=()):
+        """Mirror the step reports so far and the steps still to come to the file."""
+        if self.path:
+            self.plan = list(reports) + list(pending)
+            self._write()
+
+    def _write(self):
+        if not self.path:
+            return
+        tmp = "%s.%d.tmp" % (self.path, os.getpid())  # two writers never share a temporary file
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            json.dump(dict(updated=time.time(), pid=os.getpid(), steps=self.steps, plan=self.plan), fh, default=str)
+        os.replace(tmp, self.path)
 
 
 class Context(object):
@@ -163,7 +178,7 @@ class Plan(object):
     def execute(self, ctx, check_mode=False):
         """Run (or, in check mode, only list) the steps not yet done. Returns step reports."""
         reports = []
-        for step in self.steps:
+        for index, step in enumerate(self.steps):
             report = step.describe()
             ctx.live.invalidate()
             if step.done(ctx.live):
@@ -174,6 +189,8 @@ class Plan(object):
                 report.update(status="would_run", changed=True)
                 reports.append(report)
                 continue
+            ctx.progress.plan_status(reports + [dict(report, status="running")],
+                                     [dict(later.describe(), status="pending") for later in self.steps[index + 1:]])
             started = time.monotonic()
             before = len(ctx.conn.executed_queries)
             try:
@@ -197,4 +214,6 @@ class Plan(object):
             if step.key in ctx.progress.steps:
                 report["progress"] = ctx.progress.steps[step.key]
             reports.append(report)
+        if not check_mode:
+            ctx.progress.plan_status(reports)
         return reports

@@ -17,6 +17,10 @@ description:
     on the controller's output as it happens.
   - Returns the job's result as if the task had run synchronously (C(failed) when it failed), and cleans the job's
     status file up.
+  - When the job's process died without a result (killed with C(kill -9), out of memory, a reboot, or the job's
+    C(async) time limit), the task fails with a message naming the module, its process and the step it was in
+    (from O(progress_file)) instead of C(async_wrapper)'s traceback, and returns RV(died), RV(plan) (the steps
+    as far as the progress file knows them) and RV(progress).
   - This is an action plugin; it runs C(async_status) and reads the progress file on the target host.
 author:
   - Django Ops maintainers (@django-ops)
@@ -71,4 +75,20 @@ progress_lines:
   returned: always
   type: list
   elements: str
+died:
+  description: The job's process ended without a result (killed, or the C(async) time limit).
+  returned: when the job's process died
+  type: bool
+plan:
+  description:
+    - When the job's process died, the steps of its plan as its progress file had them (written by
+      M(django_ops.oauth_repair.oauth_repair)) - C(ran), C(done_already), C(interrupted) (the step under way),
+      C(not_run) (those after it). Otherwise the job's own C(plan), if it returns one.
+  returned: when the job's process died, or the job returns one
+  type: list
+  elements: dict
+progress:
+  description: When the job's process died, the last progress entry of each batched step from the progress file.
+  returned: when the job's process died
+  type: dict
 '''
