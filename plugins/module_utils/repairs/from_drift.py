@@ -138,6 +138,10 @@ def _add_column_step(snapshot, finding, options):
                 _lock("add_column", conn.engine), sql=sql, done=done, online=conn.engine != "sqlite")
 
 
+#: @@transaction_isolation -> the SET TRANSACTION ISOLATION LEVEL words
+_ISOLATION = {"READ-UNCOMMITTED": "READ UNCOMMITTED", "READ-COMMITTED": "READ COMMITTED",
+              "REPEATABLE-READ": "REPEATABLE READ", "SERIALIZABLE": "SERIALIZABLE"}
+
 #: the session's copy of the values before the conversion (a temporary table: no other session sees it)
 _UUID_BEFORE = "oar_uuid_before"
 
@@ -146,9 +150,20 @@ def _uuid_keep_values(conn, table, column, pk):
     """Copy (key, value as 32 lowercase hex digits) of every row into a temporary table; returns the count."""
     q = conn.dialect.quote
     conn.execute("DROP TEMPORARY TABLE IF EXISTS %s" % q(_UUID_BEFORE), record=False)
-    conn.execute("CREATE TEMPORARY TABLE %s (k bigint NOT NULL PRIMARY KEY, v char(32) NOT NULL) AS "
-                 "SELECT %s AS k, LOWER(%s) AS v FROM %s WHERE %s IS NOT NULL" % (
-                     q(_UUID_BEFORE), q(pk), q(column), q(table), q(column)), record=False)
+    # READ COMMITTED: InnoDB then reads the source of CREATE ... SELECT as a consistent read, without the shared
+    # locks REPEATABLE READ takes on every row (which stalled the site's inserts for the length of the copy)
+    try:
+        level = conn.scalar("SELECT @@SESSION.transaction_isolation")
+    except Exception:  # pylint: disable=broad-except
+        level = conn.scalar("SELECT @@SESSION.tx_isolation")  # MariaDB before 11.1
+    conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED", record=False)
+    try:
+        conn.execute("CREATE TEMPORARY TABLE %s (k bigint NOT NULL PRIMARY KEY, v char(32) NOT NULL) AS "
+                     "SELECT %s AS k, LOWER(%s) AS v FROM %s WHERE %s IS NOT NULL" % (
+                         q(_UUID_BEFORE), q(pk), q(column), q(table), q(column)), record=False)
+    finally:
+        conn.execute("SET SESSION TRANSACTION ISOLATION LEVEL %s" % _ISOLATION.get(level, "REPEATABLE READ"),
+                     record=False)
     return int(conn.scalar("SELECT COUNT(*) FROM %s" % q(_UUID_BEFORE)))
 
 
