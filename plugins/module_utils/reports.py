@@ -60,7 +60,57 @@ def complete_host_report(report):
     keep = ("code", "severity", "objects", "message", "seed", "repair")
     report["findings_before_detail"] = [dict((k, f.get(k)) for k in keep)
                                         for f in report.get("findings_before_detail") or [] if isinstance(f, dict)]
+    for key in ("drift_before", "drift_after"):
+        if report.get(key) is not None:
+            report[key] = [dict((k, f.get(k)) for k in DRIFT_KEEP) for f in report[key] if isinstance(f, dict)]
+    report["drift_summary"] = dict((when, drift_counts(report.get("drift_" + when))) for when in ("before", "after"))
     return report
+
+
+#: what a report keeps of each schema_drift_* finding
+DRIFT_KEEP = ("code", "severity", "objects", "message")
+#: drift of these severities breaks the site (verify fails on it); info drift never does
+BREAKING = ("fatal", "error", "warning")
+
+
+def drift_counts(drift):
+    """Counts of a list of drift findings: total, breaking, and by code; None when the drift was not judged."""
+    if drift is None:
+        return None
+    by_code = {}
+    for f in drift:
+        by_code[f.get("code")] = by_code.get(f.get("code"), 0) + 1
+    return dict(total=len(drift), breaking=sum(1 for f in drift if f.get("severity") in BREAKING), by_code=by_code)
+
+
+def drift_markdown(r):
+    """The report's section on schema drift (the site's own models as the truth), or nothing when not judged."""
+    truth = r.get("schema_truth") or {}
+    before, after = truth.get("before") or {}, truth.get("after") or {}
+    if before.get("source") in (None, "dot") and after.get("source") in (None, "dot"):
+        return []
+    out = ["", "## Schema drift", ""]
+    for when, t in (("before", before), ("after", after)):
+        if t.get("source"):
+            python = t.get("python") or "of the modules"
+            out.append("- %s: against `%s` (Django %s, python `%s`)" % (when, t.get("source"), t.get("django"), python))
+    if truth.get("release"):
+        out.append("- release installed side by side in `%s`" % truth["release"])
+    if truth.get("deferred"):
+        pending = ", ".join(truth.get("pending_migrations") or []) or "see manage.py migrate --plan"
+        out.append("- migrations not applied at the preflight (%s): the repair was planned without the drift, "
+                   "verify judged it after the deploy's migrate" % pending)
+    summary = r.get("drift_summary") or {}
+    for when in ("before", "after"):
+        counts = summary.get(when)
+        out.append("- %s: %s" % (when, "not judged" if counts is None else "%d difference(s), %d breaking%s" % (
+            counts["total"], counts["breaking"], (" (%s)" % ", ".join("%s %d" % kv for kv in sorted(
+                counts["by_code"].items()))) if counts["by_code"] else "")))
+    for when in ("before", "after"):
+        rows = [(f.get("code"), f.get("severity"), f.get("objects")) for f in r.get("drift_" + when) or []]
+        if rows:
+            out += ["", "Drift %s:" % when, ""] + _table(["code", "severity", "objects"], rows)
+    return out
 
 
 def _table(headers, rows):
@@ -76,6 +126,8 @@ STEP_STATUS = {
     "ran": "ran",
     "failed": "failed (it may have run in part; see the error above)",
     "done_already": "already done, not run",
+    "interrupted": "interrupted: the repair's process died during this step (it may have run in part)",
+    "not_run": "not run (the repair stopped before it)",
 }
 
 
@@ -106,8 +158,11 @@ def host_markdown(r):
         return not_run_markdown(r)
     out = ["# OAuth repair: %s" % r.get("host"), ""]
     db = r.get("database") or {}
+    stage = " (stage %s)" % r["failed_stage"] if r.get("failed_stage") else ""
+    if stage and r.get("outcome") == "success" and (r.get("rollback") or {}).get("resumed"):
+        stage = " (stage %s failed, then the repair was resumed)" % r["failed_stage"]
     out += [
-        "- **outcome**: %s%s" % (r.get("outcome"), " (stage %s)" % r["failed_stage"] if r.get("failed_stage") else ""),
+        "- **outcome**: %s%s" % (r.get("outcome"), stage),
         "- **mode**: %s, run `%s`, group `%s`" % (r.get("mode"), r.get("run_id"), r.get("group")),
         "- **database**: %s `%s`%s" % (db.get("engine"), db.get("name"), " on %s" % db["host"] if db.get("host") else ""),
         "- **started** %s, **finished** %s (%ss)" % (r.get("started"), r.get("finished"), r.get("duration")),
@@ -129,6 +184,7 @@ def host_markdown(r):
         out.append("nothing to do")
     if r.get("not_repaired"):
         out += ["", "Not repaired by this version: %s" % ", ".join(f.get("code", "?") for f in r["not_repaired"])]
+    out += drift_markdown(r)
     out += ["", "## Stages", ""]
     out += _table(["stage", "seconds"], sorted((r.get("durations") or {}).items(),
                                                key=lambda kv: STAGES.index(kv[0]) if kv[0] in STAGES else 99))
@@ -158,7 +214,9 @@ def host_markdown(r):
     checks = v.get("checks") or []
     out += _table(["check", "ok", "detail"], [(c.get("name"), c.get("ok"), c.get("detail")) for c in checks]) \
         if checks else ["not run"]
-    out += ["", "Findings after: %s" % (", ".join(r.get("findings_after") or []) or "none"),
+    after = r.get("findings_after")
+    out += ["", "Findings after: %s" % ((", ".join(after) or "none") if after is not None else "not diagnosed after the %s"
+                                        % ("failure" if r.get("failed_stage") else "run")),
             "Healthy: **%s**" % r.get("healthy")]
     rb = r.get("rollback") or {}
     if rb:
