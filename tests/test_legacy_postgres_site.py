@@ -179,7 +179,15 @@ def test_rollout_playbook_on_a_django22_site(legacy_sites, tmp_path):
     assert r["outcome"] == "success", json.dumps(r, indent=1, default=str)[:4000]
     assert sorted(r["stages"]) == sorted(["preflight", "backup", "maintenance_window", "repair", "fake_migration",
                                           "deploy", "verify"])
-    assert r["findings_before"] == ["migration_stale_names"] and r["findings_after"] == []
+    # the preflight also lists the drift against today's models (judged once the deploy's migrate ran); the
+    # deploy repairs what that migrate leaves - the integer ids of Django 2.2's auto-created M2M tables - so one
+    # run converges
+    assert "migration_stale_names" in r["findings_before"]
+    # left: only harmless drift (names a 2.2-era site gave its indexes and keys, info)
+    assert set(r["findings_after"]) <= {"schema_drift_name", "schema_drift_extra_index"}, r["findings_after"]
+    assert r["drift_summary"]["after"]["breaking"] == 0, r["drift_summary"]
+    assert target.query("SELECT data_type FROM information_schema.columns WHERE table_name = 'auth_user_groups' "
+                        "AND column_name = 'id'") == [("bigint",)]
     assert r["backup"]["verified"] is True and "sequences" in r["backup"]["method"]
     assert "oauth2_provider.0022_refreshtoken_token_family_index" in r["deploy"]["migrated"]
     assert r["healthy"] is True and all(c["ok"] for c in r["verification"]["checks"])

@@ -74,7 +74,7 @@ def test_mariadb_char32_uuid_breaks_refresh_tokens(mysql_db, django42_python):
     assert not repaired.get("failed"), repaired.get("msg")
     assert repaired["changed"] and [f for f in repaired["findings"] if f["severity"] != "info"] == []
     assert repaired["report"]["uuid_conversions"]["oauth2_provider_refreshtoken.token_family"] == dict(
-        values=len(families), values_equal=True)
+        values=len(families), compared=len(families), deleted_meanwhile=0, values_equal=True)
     assert _column_types(mysql_db) == {column: "uuid" for column in UUID_COLUMNS}
     assert sorted(r[0].replace("-", "") for r in mysql_db.query(
         "SELECT CAST(token_family AS CHAR) FROM oauth2_provider_refreshtoken WHERE token_family IS NOT NULL")) \

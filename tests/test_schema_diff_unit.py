@@ -132,6 +132,8 @@ def test_probe_document_becomes_a_normalised_schema():
     s = probe.schema_from_probe(doc, dialects.get_dialect("mysql", "10.11.6-MariaDB"))
     assert [(c.name, c.type, c.nullable, c.auto_increment) for c in s.table("tok").columns] == [
         ("id", "bigint", False, True), ("family", "uuid", True, False), ("data", "text", False, False)]
-    assert s.details["fields"]["tok.family"] == {"model": "app.Tok", "field": "family", "has_db_default": False}
+    assert s.details["fields"]["tok.family"] == {"model": "app.Tok", "field": "family", "has_db_default": False,
+                                                 "has_scalar_default": False, "scalar_default": None,
+                                                 "internal_type": None}
     with pytest.raises(Exception, match="postgresql"):
         probe.schema_from_probe(doc, dialects.get_dialect("postgresql", "15"))
