@@ -139,9 +139,7 @@ class Context(object):
     def apply_timeouts(self):
         if self._timeouts_set:
             return
-        for statement in self.dialect.session_timeouts(self.options.get("lock_timeout"),
-                                                       self.options.get("statement_timeout")):
-            self.conn.execute(statement, record=False)
+        self.conn.apply_timeouts(self.options.get("lock_timeout"), self.options.get("statement_timeout"))
         self._timeouts_set = True
 
     def ddl(self, statement, params=(), table=None):
